@@ -1,0 +1,235 @@
+"""The importable async API: run or check a campaign file. The CLI is a thin layer over it.
+
+>>> import asyncio, bulkmail                                           # doctest: +SKIP
+>>> summary = asyncio.run(bulkmail.run_campaign("examples/campaign.yaml"))
+>>> summary.counts["sent"]
+100
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import tempfile
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal
+
+from bulkmail.campaign import Campaign
+from bulkmail.credentials import aws_from_env
+from bulkmail.engine import BENIGN_SKIPS, CampaignRun, Progress, Summary
+from bulkmail.errors import ConfigError, FatalProviderError
+from bulkmail.journal import Journal
+from bulkmail.providers.base import Provider
+from bulkmail.recipients import Recipient, read_recipients, read_suppressed
+from bulkmail.render import Renderer, RenderProblem
+
+
+@contextlib.asynccontextmanager
+async def open_provider(campaign: Campaign) -> AsyncIterator[Provider]:
+    """Build the campaign's provider (not yet entered); ``endpoint: sandbox`` starts the
+    embedded sandbox in-process for as long as the block runs, with its outbox in
+    ``outbox/`` beside the campaign file."""
+    config = campaign.provider
+    if config.endpoint == "sandbox":
+        from bulkmail.servers.sandbox import SANDBOX_AWS, Sandbox
+
+        outbox = campaign.path.parent / "outbox"
+        outbox.mkdir(exist_ok=True)
+        async with Sandbox(outbox=outbox) as sandbox:
+            yield _make_provider(campaign, endpoint=sandbox.url, aws=SANDBOX_AWS)
+        return
+    yield _make_provider(campaign, endpoint=config.endpoint, aws=None)
+
+
+def _make_provider(campaign: Campaign, *, endpoint: str | None, aws: Any) -> Provider:
+    config = campaign.provider
+    concurrency = campaign.concurrency or 512
+    if config.name == "ses":
+        from bulkmail.providers.ses import SesProvider
+
+        api: Literal["v2", "v1"] = "v1" if config.api == "v1" else "v2"
+        return SesProvider(
+            credentials=aws or aws_from_env(),
+            region=config.region or "us-east-1",
+            endpoint=endpoint,
+            api=api,
+            max_connections=concurrency,
+        )
+    raise ConfigError(
+        f"provider {config.name!r} is not available in this version",
+        file=str(campaign.path),
+        key="provider.name",
+    )
+
+
+def load_campaign(path: str | Path, overrides: Mapping[str, Any] | None = None) -> Campaign:
+    """Parse and validate a campaign file; raises :class:`ConfigError` naming what is wrong."""
+    return Campaign.from_file(path, overrides=overrides)
+
+
+async def run_campaign(
+    campaign: Campaign | str | Path,
+    *,
+    overrides: Mapping[str, Any] | None = None,
+    on_change: Literal["refuse", "restart", "force"] = "refuse",
+    at_most_once: bool = False,
+    stop: asyncio.Event | None = None,
+    grace: float = 10.0,
+    on_start: Callable[[Progress], None] | None = None,
+    provider: Provider | None = None,
+) -> Summary:
+    """Run (or resume) a campaign and return its :class:`Summary`.
+
+    ``provider`` may be injected (tests, custom transports); otherwise it is built from the
+    campaign. ``on_start`` receives the live :class:`Progress` once sending begins.
+    """
+    if not isinstance(campaign, Campaign):
+        campaign = load_campaign(campaign, overrides)
+    async with contextlib.AsyncExitStack() as stack:
+        if provider is None:
+            provider = await stack.enter_async_context(open_provider(campaign))
+        await stack.enter_async_context(_entered(provider))
+        rate, daily_limit = campaign.rate, campaign.daily_limit
+        if rate is None:
+            quota = await provider.get_quota()
+            if quota is None:
+                raise ConfigError(
+                    "rate: auto needs a provider that reports its quota; set a number",
+                    file=str(campaign.path),
+                    key="rate",
+                )
+            rate = quota.max_send_rate
+            remaining = quota.remaining_today
+            if remaining is not None:
+                if remaining < 1:
+                    raise FatalProviderError(
+                        "the account's 24-hour quota is used up; resume later", code="DailyQuota"
+                    )
+                daily_limit = int(min(daily_limit or remaining, remaining))
+        run = CampaignRun(
+            campaign,
+            provider,
+            rate=rate,
+            on_change=on_change,
+            at_most_once=at_most_once,
+            stop=stop,
+            grace=grace,
+            daily_limit=daily_limit,
+        )
+        if on_start is not None:
+            on_start(run.progress)
+        return await run.run()
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+@contextlib.asynccontextmanager
+async def _entered(provider: Provider) -> AsyncIterator[Provider]:
+    await provider.__aenter__()
+    try:
+        yield provider
+    finally:
+        await provider.__aexit__(None, None, None)
+
+
+@dataclass(slots=True)
+class CheckReport:
+    """What ``bulkmail check`` found: would-send count and every problem row (first few)."""
+
+    campaign: str
+    rows: int = 0
+    would_send: int = 0
+    skipped: Counter[str] = field(default_factory=Counter)
+    examples: list[dict[str, Any]] = field(default_factory=list)
+    variables: list[str] = field(default_factory=list)
+
+    @property
+    def problems(self) -> int:
+        return sum(n for code, n in self.skipped.items() if code not in BENIGN_SKIPS)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "campaign": self.campaign,
+            "rows": self.rows,
+            "would_send": self.would_send,
+            "skipped": dict(self.skipped),
+            "problems": self.problems,
+            "examples": self.examples,
+            "variables": self.variables,
+        }
+
+
+def check_campaign(
+    campaign: Campaign | str | Path,
+    *,
+    overrides: Mapping[str, Any] | None = None,
+    max_examples: int = 20,
+) -> CheckReport:
+    """Validate the campaign and every recipient row without sending anything.
+
+    Uses a throw-away journal for duplicate detection, so memory stays flat on any list size.
+    """
+    if not isinstance(campaign, Campaign):
+        campaign = load_campaign(campaign, overrides)
+    renderer = Renderer(
+        sender=campaign.sender,
+        subject=campaign.subject,
+        text=campaign.text,
+        html=campaign.html,
+        reply_to=campaign.reply_to,
+        headers=campaign.headers,
+        unsubscribe_url=campaign.unsubscribe_url,
+        unsubscribe_mailto=campaign.unsubscribe_mailto,
+        tags=campaign.tags,
+        configuration_set=campaign.configuration_set,
+        sources=campaign.sources,
+    )
+    report = CheckReport(campaign=campaign.name, variables=sorted(renderer.variables))
+
+    def note(line: int, email: str, code: str, reason: str) -> None:
+        report.skipped[code] += 1
+        if len(report.examples) < max_examples:
+            report.examples.append({"line": line, "email": email, "code": code, "reason": reason})
+
+    with tempfile.TemporaryDirectory(prefix="bulkmail-check-") as tmp:
+        journal, _ = Journal.open(Path(tmp) / "check.sqlite", campaign_hash="", list_hash="")
+        with journal:
+            if campaign.suppress is not None:
+                journal.load_suppressed(read_suppressed(campaign.suppress))
+            chunk: list[Recipient] = []
+            rejected: list[Any] = []
+
+            def flush(last: bool, through: int) -> None:
+                for row in journal.add_rows(chunk, rejected, through_line=through, last=last):
+                    rendered = renderer.render(
+                        Recipient(line=row.line, email=row.email, key="", fields=row.fields)
+                    )
+                    if isinstance(rendered, RenderProblem):
+                        note(row.line, row.email, rendered.code, rendered.reason)
+                    else:
+                        report.would_send += 1
+                chunk.clear()
+                rejected.clear()
+
+            line = 0
+            for item in read_recipients(campaign.recipients):
+                report.rows += 1
+                line = item.line
+                if isinstance(item, Recipient):
+                    chunk.append(item)
+                else:
+                    rejected.append(item)
+                    note(item.line, item.email, item.code, item.reason)
+                if len(chunk) + len(rejected) >= 1000:
+                    flush(False, line)
+            flush(True, line)
+            for skip in journal.skips(codes=BENIGN_SKIPS):
+                note(skip["line"], skip["email"], skip["code"], skip["reason"])
+    return report
+
+
+def with_endpoint(campaign: Campaign, endpoint: str) -> Campaign:
+    """The same campaign pointed at another endpoint (used by tests and the proxy later)."""
+    return replace(campaign, provider=replace(campaign.provider, endpoint=endpoint))

@@ -1,0 +1,88 @@
+"""What one recipient receives: the :class:`Message` handed from rendering to a provider.
+
+A message always has exactly one recipient, so no recipient can ever see another. Everything
+that is the same for the whole campaign (sender, reply-to, configuration set, tags) is shared
+by reference between messages, so building one per recipient stays cheap.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from email.policy import SMTP
+from email.utils import formatdate, make_msgid
+from types import MappingProxyType
+
+_EMPTY: Mapping[str, str] = MappingProxyType({})
+
+
+@dataclass(slots=True, frozen=True, kw_only=True)
+class Message:
+    """One email to one recipient.
+
+    >>> m = Message(to="ana@example.com", sender="News <news@example.com>",
+    ...             subject="Hi Ana", text="Hello")
+    >>> m.cost
+    1
+
+    ``headers`` are extra headers (``List-Unsubscribe`` and friends) as ``(name, value)``
+    pairs; values never contain CR or LF (rendering refuses them). ``tags`` are SES message
+    tags / the DirectMail ``TagName``. ``raw`` is a complete RFC 5322 message when the
+    campaign needs raw MIME (attachments); providers then send it instead of ``text``/``html``.
+    ``template`` and ``template_data`` select a provider-stored template instead of bodies.
+    """
+
+    to: str
+    sender: str
+    subject: str = ""
+    text: str | None = None
+    html: str | None = None
+    reply_to: tuple[str, ...] = ()
+    headers: tuple[tuple[str, str], ...] = ()
+    tags: Mapping[str, str] = field(default=_EMPTY)
+    configuration_set: str | None = None
+    raw: bytes | None = None
+    template: str | None = None
+    template_data: str | None = None
+    #: Opaque key the caller uses to match an outcome to its recipient (the journal row id).
+    key: int | None = None
+
+    @property
+    def cost(self) -> int:
+        """Recipients this message counts against the quota (always one)."""
+        return 1
+
+    def to_mime(self, *, now: float | None = None) -> bytes:
+        """This message as RFC 5322 bytes (CRLF line ends), for raw sends and SMTP.
+
+        Non-ASCII subjects and display names are RFC 2047 encoded, bodies are
+        quoted-printable or base64 as the ``email`` package decides. A message that already
+        carries ``raw`` bytes is returned unchanged.
+
+        >>> b"Subject: Hi" in Message(to="a@example.com", sender="b@example.com",
+        ...                            subject="Hi", text="Hello").to_mime()
+        True
+        """
+        if self.raw is not None:
+            return self.raw
+        mime = EmailMessage(policy=SMTP)
+        mime["From"] = self.sender
+        mime["To"] = self.to
+        if self.reply_to:
+            mime["Reply-To"] = ", ".join(self.reply_to)
+        mime["Subject"] = self.subject
+        mime["Date"] = formatdate(now, usegmt=True)
+        domain = self.sender.rsplit("@", 1)[-1].rstrip(">").strip() or None
+        mime["Message-ID"] = make_msgid(domain=domain)
+        for name, value in self.headers:
+            mime[name] = value
+        if self.text is not None:
+            mime.set_content(self.text)
+            if self.html is not None:
+                mime.add_alternative(self.html, subtype="html")
+        elif self.html is not None:
+            mime.set_content(self.html, subtype="html")
+        else:
+            mime.set_content("")
+        return mime.as_bytes()

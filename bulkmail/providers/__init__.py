@@ -1,0 +1,1 @@
+"""One module per wire protocol; the engine knows them only through :mod:`.base`."""

@@ -1,0 +1,73 @@
+"""Mapping provider answers and transport failures to :class:`~bulkmail.providers.base.Verdict`.
+
+This is the one boundary where a library's error (aiohttp) or a provider's error code becomes
+ours. Every provider uses :func:`scrub` on any text a server sent back before it is logged or
+stored: AWS's ``SignatureDoesNotMatch`` echoes the canonical request (which carries the
+session token), and DirectMail's echoes its string to sign.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Iterable
+
+import aiohttp
+
+from bulkmail.providers.base import Outcome, Verdict
+
+_MAX_ERROR_CHARS = 300
+# Everything from these phrases on is the server echoing our request back: drop it.
+_ECHO_MARKERS = re.compile(
+    r"(the canonical string|the string-to-sign|string to sign|stringtosign|"
+    r"server string to sign|canonical request)",
+    re.IGNORECASE,
+)
+_SPACES = re.compile(r"\s+")
+
+
+def scrub(text: str | None, secrets: Iterable[str | None] = ()) -> str | None:
+    """Make a server's error text safe to log and store.
+
+    Cuts anything from the point where the server starts echoing the signed request,
+    replaces any secret that still appears, collapses whitespace and caps the length.
+
+    >>> scrub("Bad sig. The Canonical String for this request should have been 'POST...'")
+    'Bad sig.'
+    """
+    if text is None:
+        return None
+    match = _ECHO_MARKERS.search(text)
+    if match:
+        text = text[: match.start()]
+    for secret in secrets:
+        if secret and len(secret) >= 4:
+            text = text.replace(secret, "[redacted]")
+    text = _SPACES.sub(" ", text).strip().rstrip(",;:")
+    if len(text) > _MAX_ERROR_CHARS:
+        text = text[: _MAX_ERROR_CHARS - 1] + "…"
+    return text
+
+
+def transport_outcome(exc: BaseException) -> Outcome:
+    """Classify an exception raised while one request was under way.
+
+    A connection that could not be made never carried the request: safe to retry. Anything
+    after the request may have been written (timeout, reset, disconnect) is ambiguous: the
+    provider may have accepted the message.
+    """
+    name = type(exc).__name__
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return Outcome(Verdict.RETRY, error_code="ConnectError", error=f"cannot connect: {exc}")
+    if isinstance(exc, asyncio.TimeoutError | TimeoutError):
+        return Outcome(Verdict.AMBIGUOUS, error_code="Timeout", error="no answer in time")
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return Outcome(
+            Verdict.AMBIGUOUS, error_code="Disconnected", error="server closed the connection"
+        )
+    if isinstance(exc, aiohttp.ClientError | OSError):
+        return Outcome(Verdict.AMBIGUOUS, error_code=name, error=scrub(str(exc)) or name)
+    raise exc
+
+
+__all__ = ["scrub", "transport_outcome"]

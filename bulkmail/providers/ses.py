@@ -1,0 +1,386 @@
+"""Amazon SES over HTTPS, signed by us: SESv2 JSON (default) or the v1 Query API.
+
+Why not botocore: it costs ~1.3 ms of CPU per call on a 2-core machine (measured: boto3
+~640 sends/s, aiobotocore ~800/s against a loopback server); SESv2 JSON via orjson plus our
+cached-key SigV4 costs tens of microseconds. One request carries one recipient.
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+from dataclasses import replace
+from collections.abc import Callable, Mapping
+from types import TracebackType
+from typing import Any, Literal
+from urllib.parse import urlencode, urlsplit
+from xml.etree import ElementTree
+
+import aiohttp
+import orjson
+
+from bulkmail.message import Message
+from bulkmail.providers.base import Outcome, Quota, Verdict
+from bulkmail.providers.errors import scrub, transport_outcome
+from bulkmail.signing import AwsCredentials, SigV4Signer
+
+_V2_SEND_PATH = "/v2/email/outbound-emails"
+_V2_ACCOUNT_PATH = "/v2/email/account"
+_JSON = "application/json"
+_FORM = "application/x-www-form-urlencoded; charset=utf-8"
+
+_THROTTLE_CODES = frozenset(
+    {"Throttling", "ThrottlingException", "TooManyRequestsException", "MaxSendingRateExceeded"}
+)
+_RETRY_CODES = frozenset(
+    {
+        "ServiceUnavailable",
+        "ServiceUnavailableException",
+        "InternalFailure",
+        "InternalError",
+        "InternalServiceError",
+        "RequestTimeout",
+        "RequestTimeoutException",
+    }
+)
+_FATAL_CODES = frozenset(
+    {
+        "SignatureDoesNotMatch",
+        "InvalidSignatureException",
+        "IncompleteSignature",
+        "IncompleteSignatureException",
+        "InvalidClientTokenId",
+        "UnrecognizedClientException",
+        "MissingAuthenticationToken",
+        "MissingAuthenticationTokenException",
+        "AccessDenied",
+        "AccessDeniedException",
+        "ExpiredToken",
+        "ExpiredTokenException",
+        "RequestExpired",
+        "OptInRequired",
+        "MailFromDomainNotVerified",
+        "MailFromDomainNotVerifiedException",
+        "AccountSendingPausedException",
+        "ConfigurationSetDoesNotExist",
+        "ConfigurationSetDoesNotExistException",
+        "ConfigurationSetSendingPausedException",
+        "TemplateDoesNotExist",
+        "SendingPausedException",
+    }
+)
+
+
+def classify_ses_error(
+    status: int, code: str | None, message: str | None, sender: str
+) -> Verdict:
+    """Which class an SES error answer belongs to.
+
+    >>> classify_ses_error(400, "Throttling", "Maximum sending rate exceeded.", "a@x.org")
+    <Verdict.THROTTLED: 'throttled'>
+    >>> classify_ses_error(400, "Throttling", "Daily message quota exceeded.", "a@x.org")
+    <Verdict.QUOTA: 'quota'>
+    """
+    text = (message or "").lower()
+    if "daily message quota" in text or (
+        code in {"LimitExceededException", "LimitExceeded"} and "daily" in text
+    ):
+        return Verdict.QUOTA
+    if code in _THROTTLE_CODES or status == 429:
+        return Verdict.THROTTLED
+    if code in _FATAL_CODES:
+        return Verdict.FATAL
+    if code in {"MessageRejected", "MessageRejectedException"} and "not verified" in text:
+        # SES names the identities that failed; if ours is among them nothing can be sent.
+        address = sender.rsplit("<", 1)[-1].rstrip(">").strip().lower()
+        domain = address.rsplit("@", 1)[-1]
+        if address in text or f": {domain}" in text or f" {domain}," in text:
+            return Verdict.FATAL
+        return Verdict.REJECTED
+    if code in _RETRY_CODES or status >= 500:
+        return Verdict.RETRY
+    if status in (401, 403):
+        return Verdict.FATAL
+    return Verdict.REJECTED
+
+
+def _v2_body(message: Message, extra: Mapping[str, Any]) -> dict[str, Any]:
+    content: dict[str, Any]
+    if message.raw is not None:
+        content = {"Raw": {"Data": base64.b64encode(message.raw).decode("ascii")}}
+    elif message.template is not None:
+        content = {
+            "Template": {
+                "TemplateName": message.template,
+                "TemplateData": message.template_data or "{}",
+            }
+        }
+        if message.headers:
+            content["Template"]["Headers"] = [{"Name": n, "Value": v} for n, v in message.headers]
+    else:
+        body: dict[str, Any] = {}
+        if message.text is not None:
+            body["Text"] = {"Data": message.text, "Charset": "UTF-8"}
+        if message.html is not None:
+            body["Html"] = {"Data": message.html, "Charset": "UTF-8"}
+        simple: dict[str, Any] = {
+            "Subject": {"Data": message.subject, "Charset": "UTF-8"},
+            "Body": body,
+        }
+        if message.headers:
+            simple["Headers"] = [{"Name": n, "Value": v} for n, v in message.headers]
+        content = {"Simple": simple}
+    doc: dict[str, Any] = {"Destination": {"ToAddresses": [message.to]}, "Content": content}
+    if message.raw is None:
+        doc["FromEmailAddress"] = message.sender
+        if message.reply_to:
+            doc["ReplyToAddresses"] = list(message.reply_to)
+    if message.configuration_set:
+        doc["ConfigurationSetName"] = message.configuration_set
+    if message.tags:
+        doc["EmailTags"] = [{"Name": k, "Value": v} for k, v in message.tags.items()]
+    doc.update(extra)
+    return doc
+
+
+def _v1_params(message: Message, extra: Mapping[str, str]) -> dict[str, str]:
+    params: dict[str, str] = {"Version": "2010-12-01"}
+    if message.raw is not None:
+        params["Action"] = "SendRawEmail"
+        params["RawMessage.Data"] = base64.b64encode(message.raw).decode("ascii")
+        params["Destinations.member.1"] = message.to
+    elif message.template is not None:
+        params["Action"] = "SendTemplatedEmail"
+        params["Source"] = message.sender
+        params["Destination.ToAddresses.member.1"] = message.to
+        params["Template"] = message.template
+        params["TemplateData"] = message.template_data or "{}"
+    else:
+        params["Action"] = "SendEmail"
+        params["Source"] = message.sender
+        params["Destination.ToAddresses.member.1"] = message.to
+        params["Message.Subject.Data"] = message.subject
+        params["Message.Subject.Charset"] = "UTF-8"
+        if message.text is not None:
+            params["Message.Body.Text.Data"] = message.text
+            params["Message.Body.Text.Charset"] = "UTF-8"
+        if message.html is not None:
+            params["Message.Body.Html.Data"] = message.html
+            params["Message.Body.Html.Charset"] = "UTF-8"
+    if message.raw is None:
+        for i, addr in enumerate(message.reply_to, 1):
+            params[f"ReplyToAddresses.member.{i}"] = addr
+    if message.configuration_set:
+        params["ConfigurationSetName"] = message.configuration_set
+    for i, (name, value) in enumerate(message.tags.items(), 1):
+        params[f"Tags.member.{i}.Name"] = name
+        params[f"Tags.member.{i}.Value"] = value
+    params.update(extra)
+    return params
+
+
+def _xml_text(root: ElementTree.Element, name: str) -> str | None:
+    for element in root.iter():
+        if element.tag == name or element.tag.endswith("}" + name):
+            return element.text
+    return None
+
+
+class SesProvider:
+    """Amazon SES, one signed request per message.
+
+    >>> async def main() -> None:                                     # doctest: +SKIP
+    ...     creds = AwsCredentials("AKID", "secret")
+    ...     async with SesProvider(credentials=creds, region="eu-west-1") as ses:
+    ...         outcome = await ses.send(Message(to="a@example.com", sender="n@example.com",
+    ...                                          subject="Hi", text="Hello"))
+
+    ``api="v2"`` posts SESv2 JSON; ``api="v1"`` posts the Query API form. Messages with
+    custom headers need v2 or a raw message on v1 (``SendEmail`` v1 has no header field).
+    ``v2_extra`` / ``v1_extra`` are campaign-wide fields added to every request (for example
+    the sending-authorization ARNs).
+    """
+
+    name = "ses"
+
+    def __init__(
+        self,
+        *,
+        credentials: AwsCredentials,
+        region: str = "us-east-1",
+        endpoint: str | None = None,
+        api: Literal["v2", "v1"] = "v2",
+        max_connections: int = 256,
+        timeout: float = 30.0,
+        clock: Callable[[], float] = time.time,
+        v2_extra: Mapping[str, Any] | None = None,
+        v1_extra: Mapping[str, str] | None = None,
+    ) -> None:
+        if api not in ("v2", "v1"):
+            raise ValueError("api must be 'v2' or 'v1'")
+        self._credentials = credentials
+        self._signer = SigV4Signer(credentials, region=region, service="ses")
+        self._endpoint = (endpoint or f"https://email.{region}.amazonaws.com").rstrip("/")
+        parts = urlsplit(self._endpoint)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"endpoint must be an http(s) URL, got {self._endpoint!r}")
+        self._host = parts.netloc
+        self._base_path = parts.path
+        self.api = api
+        self._max_connections = max_connections
+        self._timeout = timeout
+        self._clock = clock
+        self._v2_extra = dict(v2_extra or {})
+        self._v1_extra = dict(v1_extra or {})
+        self._session: aiohttp.ClientSession | None = None
+        self._secrets = (credentials.secret_access_key, credentials.session_token)
+
+    async def __aenter__(self) -> SesProvider:
+        connector = aiohttp.TCPConnector(
+            limit=self._max_connections, keepalive_timeout=30, ttl_dns_cache=300
+        )
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            timeout=aiohttp.ClientTimeout(total=self._timeout),
+            skip_auto_headers=("User-Agent", "Accept-Encoding", "Content-Type"),
+            raise_for_status=False,
+        )
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def _request(
+        self, method: str, path: str, body: bytes, content_type: str | None
+    ) -> tuple[int, Mapping[str, str], bytes]:
+        if self._session is None:
+            raise RuntimeError("use 'async with SesProvider(...)' before sending")
+        headers = {"Host": self._host}
+        if content_type:
+            headers["Content-Type"] = content_type
+        full_path = self._base_path + path
+        headers.update(
+            self._signer.sign(method, self._host, full_path, "", headers, body, self._clock())
+        )
+        async with self._session.request(
+            method, self._endpoint + path, data=body or None, headers=headers
+        ) as response:
+            data = await response.read()
+            return response.status, response.headers, data
+
+    async def send(self, message: Message) -> Outcome:
+        """Send one attempt; every answer becomes an :class:`Outcome`, never an exception."""
+        if self.api == "v2":
+            body = orjson.dumps(_v2_body(message, self._v2_extra))
+            path, content_type = _V2_SEND_PATH, _JSON
+        else:
+            if message.headers and message.raw is None and message.template is None:
+                # v1 SendEmail has no header field: List-Unsubscribe needs SendRawEmail.
+                message = replace(message, raw=message.to_mime(now=self._clock()))
+            body = urlencode(_v1_params(message, self._v1_extra)).encode("ascii")
+            path, content_type = "/", _FORM
+        try:
+            status, headers, data = await self._request("POST", path, body, content_type)
+        except Exception as exc:  # noqa: BLE001 - mapped at the one boundary
+            return transport_outcome(exc)
+        if status == 200:
+            message_id = self._message_id(data)
+            if message_id:
+                return Outcome(Verdict.SENT, message_id=message_id)
+            return Outcome(
+                Verdict.AMBIGUOUS, error_code="BadResponse", error="200 without a MessageId"
+            )
+        return self._error_outcome(status, headers, data, message.sender)
+
+    def _message_id(self, data: bytes) -> str | None:
+        try:
+            if self.api == "v2":
+                value = orjson.loads(data).get("MessageId")
+                return str(value) if value else None
+            return _xml_text(ElementTree.fromstring(data), "MessageId")
+        except (orjson.JSONDecodeError, ElementTree.ParseError, AttributeError):
+            return None
+
+    def _error_outcome(
+        self, status: int, headers: Mapping[str, str], data: bytes, sender: str
+    ) -> Outcome:
+        code, text = self._parse_error(headers, data)
+        verdict = classify_ses_error(status, code, text, sender)
+        retry_after: float | None = None
+        if "Retry-After" in headers:
+            try:
+                retry_after = float(headers["Retry-After"])
+            except ValueError:
+                retry_after = None
+        return Outcome(
+            verdict,
+            error_code=code or f"HTTP{status}",
+            error=scrub(text, self._secrets) or f"HTTP {status}",
+            retry_after=retry_after,
+        )
+
+    def _parse_error(self, headers: Mapping[str, str], data: bytes) -> tuple[str | None, str | None]:
+        code: str | None = None
+        text: str | None = None
+        error_type = headers.get("x-amzn-ErrorType")
+        if error_type:
+            code = error_type.split(":", 1)[0].strip() or None
+        stripped = data.lstrip()
+        if stripped.startswith(b"{"):
+            try:
+                doc = orjson.loads(data)
+            except orjson.JSONDecodeError:
+                doc = None
+            if isinstance(doc, dict):
+                text = doc.get("message") or doc.get("Message")
+                code = code or doc.get("__type") or doc.get("code") or doc.get("Code")
+                if isinstance(code, str) and "#" in code:
+                    code = code.rsplit("#", 1)[-1]
+        elif stripped.startswith(b"<"):
+            try:
+                root = ElementTree.fromstring(data)
+            except ElementTree.ParseError:
+                root = None
+            if root is not None:
+                code = code or _xml_text(root, "Code")
+                text = _xml_text(root, "Message")
+        elif stripped:
+            text = stripped[:500].decode("utf-8", "replace")
+        return (str(code) if code else None), (str(text) if text else None)
+
+    async def get_quota(self) -> Quota | None:
+        """The account's sending quota (SESv2 ``GetAccount`` or v1 ``GetSendQuota``)."""
+        try:
+            if self.api == "v2":
+                status, headers, data = await self._request("GET", _V2_ACCOUNT_PATH, b"", None)
+            else:
+                body = urlencode({"Action": "GetSendQuota", "Version": "2010-12-01"}).encode()
+                status, headers, data = await self._request("POST", "/", body, _FORM)
+        except Exception as exc:  # noqa: BLE001 - mapped at the one boundary
+            outcome = transport_outcome(exc)
+            raise ConnectionError(f"cannot read the SES quota: {outcome.error}") from None
+        if status != 200:
+            outcome = self._error_outcome(status, headers, data, "")
+            raise PermissionError(
+                f"cannot read the SES quota: {outcome.error_code}: {outcome.error}"
+            )
+        if self.api == "v2":
+            quota = orjson.loads(data).get("SendQuota") or {}
+            return Quota(
+                max_send_rate=float(quota.get("MaxSendRate", 1.0)),
+                max_24h=float(quota.get("Max24HourSend", -1.0)),
+                sent_last_24h=float(quota.get("SentLast24Hours", 0.0)),
+            )
+        root = ElementTree.fromstring(data)
+        return Quota(
+            max_send_rate=float(_xml_text(root, "MaxSendRate") or 1.0),
+            max_24h=float(_xml_text(root, "Max24HourSend") or -1.0),
+            sent_last_24h=float(_xml_text(root, "SentLast24Hours") or 0.0),
+        )

@@ -1,0 +1,343 @@
+"""Paced, retrying delivery of messages: the part of the engine you can use on its own.
+
+:class:`Sender` wraps a provider with the rate limiter, a concurrency gate sized by Little's
+law (in flight ≈ rate × observed latency), and the retry classes:
+
+========== ==========================================================================
+throttled  back off with jitter, slow the whole campaign down (adaptive limiter), retry
+retry      back off with jitter, retry with a fresh signature, up to ``max_attempts``
+ambiguous  may have been accepted: retry and flag ``possible_duplicate`` (default), or
+           stop and report ``uncertain`` (``at_most_once=True``)
+rejected   permanent for this recipient: ``failed``
+fatal      raise :class:`~bulkmail.errors.FatalProviderError`: nothing more can succeed
+quota      raise :class:`~bulkmail.errors.QuotaExhausted`: resumable later
+========== ==========================================================================
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+import time
+from collections import deque
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from enum import Enum
+from types import TracebackType
+
+from bulkmail.errors import CampaignStopped, FatalProviderError, QuotaExhausted
+from bulkmail.message import Message
+from bulkmail.providers.base import Outcome, Provider, Verdict
+from bulkmail.ratelimit import RateLimiter
+
+
+class Status(str, Enum):
+    """Final state of one recipient, as it appears in the results."""
+
+    SENT = "sent"
+    FAILED = "failed"
+    UNCERTAIN = "uncertain"
+    #: Not sent and not failed: the run stopped before this message could go (resumable).
+    UNSENT = "pending"
+
+
+@dataclass(slots=True, frozen=True)
+class Delivery:
+    """What became of one message after all its attempts.
+
+    >>> Delivery(Status.SENT, message_id="abc", attempts=1).ok
+    True
+    """
+
+    status: Status
+    message_id: str | None = None
+    error_code: str | None = None
+    error: str | None = None
+    attempts: int = 0
+    possible_duplicate: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.status is Status.SENT
+
+
+@dataclass(slots=True, frozen=True, kw_only=True)
+class RetryPolicy:
+    """Exponential backoff with full jitter.
+
+    >>> RetryPolicy(base=0.5, cap=8).ceiling(3)
+    2.0
+    """
+
+    max_attempts: int = 5
+    #: Throttled answers do not use up attempts this fast: a throttling storm slows the
+    #: campaign instead of failing recipients.
+    max_throttled: int = 30
+    base: float = 0.25
+    cap: float = 20.0
+
+    def ceiling(self, attempt: int) -> float:
+        return float(min(self.cap, self.base * 2 ** (attempt - 1)))
+
+    def delay(self, attempt: int, rng: random.Random) -> float:
+        return rng.uniform(self.ceiling(attempt) / 2, self.ceiling(attempt))
+
+
+class _Gate:
+    """Bounds requests in flight to what the rate and observed latency need (Little's law)."""
+
+    __slots__ = ("_in_use", "_waiters", "_latency", "_floor", "_cap", "_rate")
+
+    def __init__(self, rate: Callable[[], float], *, floor: int, cap: int) -> None:
+        self._in_use = 0
+        self._waiters: deque[asyncio.Future[None]] = deque()
+        self._latency = 0.05  # EWMA of seconds per attempt; starts at a plausible 50 ms
+        self._floor = floor
+        self._cap = cap
+        self._rate = rate
+
+    @property
+    def limit(self) -> int:
+        needed = math.ceil(2.0 * self._rate() * self._latency) + self._floor
+        return min(self._cap, needed)
+
+    @property
+    def in_use(self) -> int:
+        return self._in_use
+
+    def observe(self, seconds: float) -> None:
+        self._latency += 0.05 * (seconds - self._latency)
+
+    async def acquire(self) -> None:
+        if self._in_use < self.limit and not self._waiters:
+            self._in_use += 1
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(future)
+        try:
+            await future
+        except BaseException:
+            if future.done() and not future.cancelled():
+                self.release()  # woken and cancelled at once: hand the slot on
+            else:
+                self._waiters.remove(future)
+            raise
+
+    def release(self) -> None:
+        self._in_use -= 1
+        while self._waiters and self._in_use < self.limit:
+            future = self._waiters.popleft()
+            if not future.done():
+                self._in_use += 1
+                future.set_result(None)
+
+
+class Sender:
+    """Send messages you build, paced to ``rate`` recipients per second, with retries.
+
+    >>> async def main(provider: Provider) -> None:                    # doctest: +SKIP
+    ...     async with Sender(provider, rate=14) as sender:
+    ...         delivery = await sender.send(
+    ...             Message(to="ana@example.com", sender="news@example.com",
+    ...                     subject="Hi", text="Hello"))
+    ...         print(delivery.status, delivery.message_id)
+
+    ``send`` returns a :class:`Delivery` for every per-recipient result and raises only when
+    the campaign as a whole cannot go on (:class:`~bulkmail.errors.CampaignStopped`). Call it
+    concurrently as much as you like: the limiter and the gate keep the pace; or use
+    :meth:`send_many` for a bounded pipeline over an async iterable.
+    """
+
+    def __init__(
+        self,
+        provider: Provider,
+        *,
+        rate: float,
+        retry: RetryPolicy | None = None,
+        at_most_once: bool = False,
+        max_concurrency: int = 512,
+        limiter: RateLimiter | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        rng: random.Random | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.provider = provider
+        self.limiter = limiter if limiter is not None else RateLimiter(rate)
+        self.retry = retry or RetryPolicy()
+        self.at_most_once = at_most_once
+        self._gate = _Gate(lambda: self.limiter.effective_rate, floor=8, cap=max_concurrency)
+        self._sleep = sleep
+        self._rng = rng or random.Random()
+        self._clock = clock
+        self._stopped: CampaignStopped | None = None
+        self._draining = False
+        self.counters = {"attempts": 0, "throttled": 0, "retried": 0, "ambiguous": 0}
+
+    async def __aenter__(self) -> Sender:
+        await self.provider.__aenter__()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.provider.__aexit__(exc_type, exc, tb)
+
+    @property
+    def in_flight(self) -> int:
+        return self._gate.in_use
+
+    @property
+    def stopped(self) -> CampaignStopped | None:
+        """The error that stopped sending, once a provider said nothing more can succeed."""
+        return self._stopped
+
+    def drain(self) -> None:
+        """Stop starting new attempts: waiting messages come back as ``Status.UNSENT``."""
+        self._draining = True
+
+    async def send(self, message: Message) -> Delivery:
+        """Deliver one message (paced, retried); see the class docstring."""
+        await self._gate.acquire()
+        try:
+            delivery = await self._deliver(message)
+        finally:
+            self._gate.release()
+        if delivery.status is Status.UNSENT and self._stopped is not None:
+            raise self._stopped
+        return delivery
+
+    async def acquire_slot(self) -> None:
+        """Wait for room in the gate; pair with :meth:`send_in_slot`. Used by the engine so
+        that it creates a task only when a request can actually go."""
+        await self._gate.acquire()
+
+    async def send_in_slot(self, message: Message) -> Delivery:
+        """Like :meth:`send` inside a slot taken by :meth:`acquire_slot`, but never raises
+        for a stop: the message comes back ``Status.UNSENT`` and :attr:`stopped` says why."""
+        try:
+            return await self._deliver(message)
+        finally:
+            self._gate.release()
+
+    async def send_many(
+        self, messages: AsyncIterable[Message]
+    ) -> AsyncIterator[tuple[Message, Delivery]]:
+        """Deliver a stream of messages with bounded concurrency, yielding as each ends."""
+        done: asyncio.Queue[tuple[Message, Delivery] | BaseException] = asyncio.Queue()
+        pending = 0
+
+        async def one(message: Message) -> None:
+            try:
+                await done.put((message, await self.send_in_slot(message)))
+            except BaseException as exc:  # handed to the consumer below
+                await done.put(exc)
+
+        tasks: set[asyncio.Task[None]] = set()
+        async for message in messages:
+            await self.acquire_slot()
+            task = asyncio.create_task(one(message))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+            pending += 1
+            while not done.empty():
+                item = done.get_nowait()
+                pending -= 1
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        while pending:
+            item = await done.get()
+            pending -= 1
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    async def _deliver(self, message: Message) -> Delivery:
+        attempts = throttled = 0
+        possible_duplicate = False
+        last: Outcome | None = None
+        while True:
+            if self._draining or self._stopped is not None:
+                return self._unsent(last, attempts, possible_duplicate)
+            await self.limiter.acquire(message.cost)
+            if self._draining or self._stopped is not None:
+                return self._unsent(last, attempts, possible_duplicate)
+            attempts += 1
+            self.counters["attempts"] += 1
+            started = self._clock()
+            outcome = await self.provider.send(message)
+            self._gate.observe(self._clock() - started)
+            last = outcome
+            verdict = outcome.verdict
+            if verdict is Verdict.SENT:
+                self.limiter.succeeded(message.cost)
+                return Delivery(
+                    Status.SENT,
+                    message_id=outcome.message_id,
+                    attempts=attempts,
+                    possible_duplicate=possible_duplicate,
+                )
+            if verdict is Verdict.REJECTED:
+                return self._final(Status.FAILED, outcome, attempts, possible_duplicate)
+            if verdict is Verdict.FATAL:
+                self._stop(FatalProviderError(self._describe(outcome), code=outcome.error_code))
+                return self._unsent(outcome, attempts, possible_duplicate)
+            if verdict is Verdict.QUOTA:
+                self._stop(QuotaExhausted(self._describe(outcome), code=outcome.error_code))
+                return self._unsent(outcome, attempts, possible_duplicate)
+            if verdict is Verdict.AMBIGUOUS:
+                self.counters["ambiguous"] += 1
+                if self.at_most_once:
+                    return self._final(Status.UNCERTAIN, outcome, attempts, True)
+                possible_duplicate = True
+            if verdict is Verdict.THROTTLED:
+                throttled += 1
+                self.counters["throttled"] += 1
+                self.limiter.throttled()
+                if throttled >= self.retry.max_throttled:
+                    return self._final(Status.FAILED, outcome, attempts, possible_duplicate)
+                delay = self.retry.delay(min(throttled, 6), self._rng)
+            else:
+                if attempts - throttled >= self.retry.max_attempts:
+                    return self._final(Status.FAILED, outcome, attempts, possible_duplicate)
+                delay = self.retry.delay(attempts - throttled, self._rng)
+            self.counters["retried"] += 1
+            if outcome.retry_after is not None:
+                delay = max(delay, min(outcome.retry_after, self.retry.cap))
+            await self._sleep(delay)
+
+    def _stop(self, error: CampaignStopped) -> None:
+        if self._stopped is None:
+            self._stopped = error
+
+    def stop(self, error: CampaignStopped) -> None:
+        """Stop sending for a reason found outside the provider (for example a daily cap)."""
+        self._stop(error)
+
+    @staticmethod
+    def _describe(outcome: Outcome) -> str:
+        return f"{outcome.error_code}: {outcome.error}" if outcome.error else str(outcome.error_code)
+
+    @staticmethod
+    def _final(status: Status, outcome: Outcome, attempts: int, dup: bool) -> Delivery:
+        return Delivery(
+            status,
+            error_code=outcome.error_code,
+            error=outcome.error,
+            attempts=attempts,
+            possible_duplicate=dup,
+        )
+
+    @staticmethod
+    def _unsent(last: Outcome | None, attempts: int, dup: bool) -> Delivery:
+        return Delivery(
+            Status.UNSENT,
+            error_code=last.error_code if last else None,
+            error=last.error if last else None,
+            attempts=attempts,
+            possible_duplicate=dup,
+        )
