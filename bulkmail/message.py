@@ -40,7 +40,7 @@ class Message:
     html: str | None = None
     reply_to: tuple[str, ...] = ()
     headers: tuple[tuple[str, str], ...] = ()
-    tags: Mapping[str, str] = field(default=_EMPTY)
+    tags: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
     configuration_set: str | None = None
     raw: bytes | None = None
     template: str | None = None
