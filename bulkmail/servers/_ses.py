@@ -1,0 +1,370 @@
+"""Amazon SES on the wire, server side: SigV4 checks, SESv2 (JSON) and v1 (Query/XML).
+
+Error codes and messages are the real service's (see the sandbox module's docstring for
+where each was found). v1 and v2 are served by the same front end, so the signature errors
+share their codes; only the envelope differs (v1: XML ``ErrorResponse``; v2: JSON
+``{"message": ...}`` with the code in ``x-amzn-ErrorType``).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import calendar
+import uuid
+from collections.abc import Mapping
+from typing import Any
+from xml.sax.saxutils import escape
+
+import orjson
+
+from bulkmail.servers._wire import ApiError, Quota, Reply, SendRequest, describe_raw
+from bulkmail.signing.sigv4 import (
+    AwsCredentials,
+    amz_date,
+    parse_authorization,
+    verify_request,
+)
+
+XMLNS = "http://ses.amazonaws.com/doc/2010-12-01/"
+V2_SEND = "/v2/email/outbound-emails"
+V2_ACCOUNT = "/v2/email/account"
+MAX_RECIPIENTS = 50
+MAX_SKEW = 300.0  # seconds between X-Amz-Date and the sandbox clock
+
+SIGNATURE_MISMATCH = (
+    "The request signature we calculated does not match the signature you provided. "
+    "Check your AWS Secret Access Key and signing method. "
+    "Consult the service documentation for details."
+)
+INVALID_TOKEN = "The security token included in the request is invalid."
+RATE_EXCEEDED = "Maximum sending rate exceeded."
+DAILY_EXCEEDED = "Daily message quota exceeded."
+TOO_MANY_RECIPIENTS = f"Recipient count exceeds {MAX_RECIPIENTS}."
+
+
+def _stamp_epoch(stamp: str) -> float | None:
+    """``20150830T123600Z`` -> epoch seconds (None if not that shape)."""
+    if len(stamp) != 16 or stamp[8] != "T" or stamp[15] != "Z":
+        return None
+    digits = stamp[:8] + stamp[9:15]
+    if not digits.isdigit():
+        return None
+    fields = (int(digits[0:4]), int(digits[4:6]), int(digits[6:8]),
+              int(digits[8:10]), int(digits[10:12]), int(digits[12:14]))
+    if not (1 <= fields[1] <= 12 and 1 <= fields[2] <= 31):
+        return None
+    return float(calendar.timegm((*fields, 0, 0, 0)))
+
+
+def check_sigv4(
+    *,
+    v2: bool,
+    method: str,
+    path: str,
+    query: str,
+    headers: Mapping[str, str],
+    body: bytes,
+    credentials: AwsCredentials,
+    now: float,
+) -> None:
+    """Raise the real SES error for a request the service would refuse; None if it passes."""
+    value = headers.get("Authorization")
+    if not value:
+        if v2:
+            raise ApiError(403, "MissingAuthenticationTokenException",
+                           "Missing Authentication Token")
+        raise ApiError(403, "MissingAuthenticationToken",
+                       "Request is missing Authentication Token")
+    incomplete = "IncompleteSignatureException" if v2 else "IncompleteSignature"
+    try:
+        auth = parse_authorization(value)
+    except ValueError as exc:
+        raise ApiError(400, incomplete, f"{exc}. Authorization={value[:40]}") from None
+    if auth.access_key_id != credentials.access_key_id:
+        raise ApiError(403, "UnrecognizedClientException" if v2 else "InvalidClientTokenId",
+                       INVALID_TOKEN)
+    token = headers.get("X-Amz-Security-Token")
+    if token != credentials.session_token:
+        raise ApiError(403, "UnrecognizedClientException" if v2 else "InvalidClientTokenId",
+                       INVALID_TOKEN)
+    stamp = headers.get("X-Amz-Date", "")
+    when = _stamp_epoch(stamp)
+    if when is None:
+        raise ApiError(400, incomplete, "Authorization header requires existence of either "
+                       "a 'X-Amz-Date' or a 'Date' header. Authorization=" + value[:40])
+    if auth.service not in ("ses", "email"):
+        raise ApiError(403, "SignatureDoesNotMatch",
+                       "Credential should be scoped to correct service: 'ses'. ")
+    if when < now - MAX_SKEW:
+        raise ApiError(403, "SignatureDoesNotMatch",
+                       f"Signature expired: {stamp} is now earlier than "
+                       f"{amz_date(now - MAX_SKEW)} ({amz_date(now)} - 5 min.)")
+    if when > now + MAX_SKEW:
+        raise ApiError(403, "SignatureDoesNotMatch",
+                       f"Signature not yet current: {stamp} is still later than "
+                       f"{amz_date(now + MAX_SKEW)} ({amz_date(now)} + 5 min.)")
+    if not verify_request(method=method, path=path, query=query, headers=headers, body=body,
+                          secret_access_key=credentials.secret_access_key,
+                          authorization=auth):
+        raise ApiError(403, "SignatureDoesNotMatch", SIGNATURE_MISMATCH)
+
+
+def new_message_id(now: float) -> str:
+    """An SES-shaped message id: ``<ms timestamp hex>-<uuid>-000000``."""
+    return f"{int(now * 1000):016x}-{uuid.uuid4()}-000000"
+
+
+def new_request_id() -> str:
+    return str(uuid.uuid4())
+
+
+# --- SESv2 (REST, JSON) ---------------------------------------------------------------------
+
+
+def _v2_bad(message: str) -> ApiError:
+    return ApiError(400, "BadRequestException", message)
+
+
+def _data(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict) or not isinstance(value.get("Data"), str):
+        raise _v2_bad("Content Data must be an object with a string 'Data'.")
+    data: str = value["Data"]
+    return data
+
+
+def _addresses(doc: Mapping[str, Any], key: str) -> tuple[str, ...]:
+    value = doc.get(key) or []
+    if not isinstance(value, list) or not all(isinstance(a, str) for a in value):
+        raise _v2_bad(f"{key} must be a list of strings.")
+    return tuple(value)
+
+
+def _name_values(value: Any, what: str) -> tuple[tuple[str, str], ...]:
+    if value is None:
+        return ()
+    try:
+        return tuple((str(item["Name"]), str(item["Value"])) for item in value)
+    except (TypeError, KeyError):
+        raise _v2_bad(f"{what} must be a list of {{Name, Value}} objects.") from None
+
+
+def parse_v2_send(body: bytes) -> SendRequest:
+    """``SendEmail`` (``POST /v2/email/outbound-emails``) -> the send, or the real error."""
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise ApiError(400, "SerializationException", "Invalid JSON in request body.") from None
+    if not isinstance(doc, dict):
+        raise ApiError(400, "SerializationException", "Request body must be a JSON object.")
+    destination = doc.get("Destination") or {}
+    if not isinstance(destination, dict):
+        raise _v2_bad("Destination must be an object.")
+    content = doc.get("Content")
+    if not isinstance(content, dict) or not content:
+        raise _v2_bad("Content is required.")
+    sender = doc.get("FromEmailAddress") or ""
+    if not isinstance(sender, str):
+        raise _v2_bad("FromEmailAddress must be a string.")
+    send = SendRequest(
+        api="sesv2",
+        to=_addresses(destination, "ToAddresses"),
+        cc=_addresses(destination, "CcAddresses"),
+        bcc=_addresses(destination, "BccAddresses"),
+        reply_to=_addresses(doc, "ReplyToAddresses"),
+        sender=sender,
+        subject="",
+        params=doc,
+    )
+    if "Simple" in content:
+        simple = content["Simple"]
+        if not isinstance(simple, dict):
+            raise _v2_bad("Content.Simple must be an object.")
+        send.subject = _data(simple.get("Subject")) or ""
+        body_doc = simple.get("Body") or {}
+        if not isinstance(body_doc, dict):
+            raise _v2_bad("Content.Simple.Body must be an object.")
+        send.text = _data(body_doc.get("Text"))
+        send.html = _data(body_doc.get("Html"))
+        send.headers = _name_values(simple.get("Headers"), "Headers")
+    elif "Raw" in content:
+        raw = content["Raw"]
+        try:
+            send.raw = base64.b64decode(raw["Data"], validate=True)
+        except (TypeError, KeyError, binascii.Error):
+            raise _v2_bad("Content.Raw.Data must be base64.") from None
+        describe_raw(send)
+    elif "Template" in content:
+        template = content["Template"]
+        if not isinstance(template, dict):
+            raise _v2_bad("Content.Template must be an object.")
+        name = template.get("TemplateName") or template.get("TemplateArn")
+        if not isinstance(name, str) or not name:
+            raise _v2_bad("Content.Template needs TemplateName or TemplateArn.")
+        send.template = name
+        data = template.get("TemplateData")
+        send.template_data = data if isinstance(data, str) else None
+        send.subject = f"[template {name}]"
+        send.headers = _name_values(template.get("Headers"), "Headers")
+    else:
+        raise _v2_bad("Content must have one of Simple, Raw or Template.")
+    if send.raw is None and not send.sender:
+        raise _v2_bad("FromEmailAddress is required.")
+    _check_count(send, v2=True)
+    return send
+
+
+def _check_count(send: SendRequest, *, v2: bool) -> None:
+    count = send.recipients
+    if count == 0:
+        raise (_v2_bad("Missing required field Destination.")
+               if v2 else ApiError(400, "InvalidParameterValue", "Missing final '@domain'"))
+    if count > MAX_RECIPIENTS:
+        raise (_v2_bad(TOO_MANY_RECIPIENTS)
+               if v2 else ApiError(400, "InvalidParameterValue", TOO_MANY_RECIPIENTS))
+
+
+def v2_sent(message_id: str, request_id: str) -> Reply:
+    return Reply(200, orjson.dumps({"MessageId": message_id}), "application/json",
+                 {"x-amzn-RequestId": request_id})
+
+
+def v2_account(quota: Quota, request_id: str) -> Reply:
+    doc = {
+        "DedicatedIpAutoWarmupEnabled": False,
+        "EnforcementStatus": "HEALTHY",
+        "ProductionAccessEnabled": True,
+        "SendQuota": {
+            "Max24HourSend": quota.max_24h,
+            "MaxSendRate": quota.max_send_rate,
+            "SentLast24Hours": quota.sent_24h,
+        },
+        "SendingEnabled": True,
+    }
+    return Reply(200, orjson.dumps(doc), "application/json", {"x-amzn-RequestId": request_id})
+
+
+def v2_error(error: ApiError, request_id: str) -> Reply:
+    return Reply(
+        error.status,
+        orjson.dumps({"message": error.message}),
+        "application/json",
+        {"x-amzn-ErrorType": error.code, "x-amzn-RequestId": request_id},
+    )
+
+
+# --- SES v1 (Query API, XML) ----------------------------------------------------------------
+
+V1_SEND_ACTIONS = frozenset({"SendEmail", "SendRawEmail", "SendTemplatedEmail"})
+V1_ACTIONS = V1_SEND_ACTIONS | {"GetSendQuota"}
+
+
+def _members(params: Mapping[str, str], prefix: str) -> tuple[str, ...]:
+    found = []
+    i = 1
+    while (value := params.get(f"{prefix}.member.{i}")) is not None:
+        found.append(value)
+        i += 1
+    return tuple(found)
+
+
+def _required(params: Mapping[str, str], name: str) -> str:
+    value = params.get(name)
+    if value is None:
+        raise ApiError(400, "MissingParameter",
+                       f"The request must contain the parameter {name}")
+    return value
+
+
+def parse_v1_send(params: Mapping[str, str]) -> SendRequest:
+    """``SendEmail`` / ``SendRawEmail`` / ``SendTemplatedEmail`` form -> the send."""
+    action = params.get("Action", "")
+    send = SendRequest(
+        api="sesv1",
+        to=_members(params, "Destination.ToAddresses"),
+        cc=_members(params, "Destination.CcAddresses"),
+        bcc=_members(params, "Destination.BccAddresses"),
+        reply_to=_members(params, "ReplyToAddresses"),
+        sender=params.get("Source", ""),
+        subject="",
+        params=params,
+    )
+    if action == "SendEmail":
+        send.sender = _required(params, "Source")
+        send.subject = _required(params, "Message.Subject.Data")
+        send.text = params.get("Message.Body.Text.Data")
+        send.html = params.get("Message.Body.Html.Data")
+    elif action == "SendRawEmail":
+        try:
+            send.raw = base64.b64decode(_required(params, "RawMessage.Data"), validate=True)
+        except binascii.Error:
+            raise ApiError(400, "InvalidParameterValue",
+                           "Invalid base64 in RawMessage.Data") from None
+        send.to = _members(params, "Destinations") or send.to
+        describe_raw(send)
+    else:  # SendTemplatedEmail
+        send.sender = _required(params, "Source")
+        send.template = _required(params, "Template")
+        send.template_data = _required(params, "TemplateData")
+        send.subject = f"[template {send.template}]"
+    _check_count(send, v2=False)
+    return send
+
+
+def _xml(action: str, result: str, request_id: str) -> Reply:
+    body = (
+        f'<{action}Response xmlns="{XMLNS}">\n'
+        f"  <{action}Result>{result}</{action}Result>\n"
+        f"  <ResponseMetadata>\n    <RequestId>{request_id}</RequestId>\n"
+        f"  </ResponseMetadata>\n</{action}Response>\n"
+    )
+    return Reply(200, body.encode(), "text/xml", {"x-amzn-RequestId": request_id})
+
+
+def v1_sent(action: str, message_id: str, request_id: str) -> Reply:
+    return _xml(action, f"\n    <MessageId>{message_id}</MessageId>\n  ", request_id)
+
+
+def v1_quota(quota: Quota, request_id: str) -> Reply:
+    return _xml(
+        "GetSendQuota",
+        f"\n    <SentLast24Hours>{quota.sent_24h:.1f}</SentLast24Hours>"
+        f"\n    <Max24HourSend>{quota.max_24h:.1f}</Max24HourSend>"
+        f"\n    <MaxSendRate>{quota.max_send_rate:.1f}</MaxSendRate>\n  ",
+        request_id,
+    )
+
+
+def v1_error(error: ApiError, request_id: str) -> Reply:
+    kind = "Receiver" if error.status >= 500 else "Sender"
+    body = (
+        f'<ErrorResponse xmlns="{XMLNS}">\n  <Error>\n    <Type>{kind}</Type>\n'
+        f"    <Code>{escape(error.code)}</Code>\n    <Message>{escape(error.message)}</Message>\n"
+        f"  </Error>\n  <RequestId>{request_id}</RequestId>\n</ErrorResponse>\n"
+    )
+    return Reply(error.status, body.encode(), "text/xml", {"x-amzn-RequestId": request_id})
+
+
+# --- what both report -----------------------------------------------------------------------
+
+
+def throttled(v2: bool) -> ApiError:
+    if v2:
+        return ApiError(429, "TooManyRequestsException", RATE_EXCEEDED)
+    return ApiError(400, "Throttling", RATE_EXCEEDED)
+
+
+def daily_exceeded(v2: bool) -> ApiError:
+    if v2:
+        return ApiError(429, "TooManyRequestsException", DAILY_EXCEEDED)
+    return ApiError(400, "Throttling", DAILY_EXCEEDED)
+
+
+def injected(status: int) -> ApiError:
+    if status == 503:
+        return ApiError(503, "ServiceUnavailable", "Service Unavailable")
+    return ApiError(500, "InternalFailure",
+                    "The request processing has failed because of an unknown error, "
+                    "exception or failure.")

@@ -1,0 +1,447 @@
+"""A local Amazon SES and Alibaba DirectMail look-alike: what ``bulkmail sandbox`` serves,
+what ``endpoint: sandbox`` starts in-process, and the peer the durability tests break.
+
+It speaks, on one port:
+
+- SESv2: ``POST /v2/email/outbound-emails`` (Simple, Raw and Template content) and
+  ``GET /v2/email/account``, JSON, errors as ``{"message"}`` + ``x-amzn-ErrorType``;
+- SES v1 (Query API): ``POST /`` with ``Action=SendEmail | SendRawEmail |
+  SendTemplatedEmail | GetSendQuota``, XML answers and ``ErrorResponse``;
+- DirectMail RPC: ``POST /`` (or ``GET /?...``) with ``Action=SingleSendMail`` and the common
+  signature-1.0 parameters; JSON answers.
+
+``POST /`` is SES v1 when it carries an ``Authorization: AWS4-HMAC-SHA256`` header (or looks
+like nothing else) and DirectMail when its parameters carry ``SignatureVersion``.
+
+Every request is checked as the real service checks it (SigV4 or RPC signature, clock skew,
+DirectMail nonces) and refused with the real error code and message. Sends count their
+recipients (To + Cc + Bcc) against a strict 1-second sliding window (``quota``) and a 24-hour
+total (``daily_quota``). Faults (:class:`Faults`) are drawn per send from a seeded RNG, so a
+run is reproducible. Where the codes come from:
+
+- SES quota errors: "Errors related to the sending quotas for your Amazon SES account"
+  (docs.aws.amazon.com/ses/latest/dg/manage-sending-quotas-errors.html) and the AWS blog
+  "How to handle a 'Throttling - Maximum sending rate exceeded' error" (Query API: code
+  ``Throttling``, message ``Maximum sending rate exceeded.``);
+- SigV4 errors: the AWS "Common Errors" pages (IncompleteSignature 400,
+  InvalidClientTokenId 403, MissingAuthenticationToken 403); SignatureDoesNotMatch 403 and its
+  message, and the v1 XML envelope with ``<Type>Sender</Type>``, from SES answers quoted in
+  n8n-io/n8n#974 and nodemailer/nodemailer#55; v1 ``InvalidClientTokenId`` and v2
+  ``UnrecognizedClientException`` ("The security token included in the request is
+  invalid.") from django-ses/django-ses#283; v2 ``MissingAuthenticationTokenException``
+  ("Missing Authentication Token") from putyourlightson/craft-amazon-ses#15; the
+  "Signature expired: ... is now earlier than ... (... - 5 min.)" wording from
+  boto/botocore#3587 and remind101/logspout-kinesis#21;
+- DirectMail: the Direct Mail error code table (alibabacloud.com/help/doc-detail/29447.htm),
+  the OpenAPI error codes (help.aliyun.com/en/document_detail/434846.html:
+  ``InvalidTimeStamp.Expired``, ``InvalidAccessKeyId.NotFound``, ``Missing{Name}``), and the
+  ``SignatureDoesNotMatch`` body with its echoed string-to-sign, ``HostId`` and ``Recommend``
+  from dromara/SMS4J#34.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import socket
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+from urllib.parse import parse_qsl
+
+from aiohttp import web
+
+from bulkmail.servers import _directmail as dm
+from bulkmail.servers import _ses as ses
+from bulkmail.servers._wire import ApiError, Quota, Reply, SendRequest, build_eml
+from bulkmail.signing.aliyun import AlibabaCredentials
+from bulkmail.signing.sigv4 import AwsCredentials
+
+SANDBOX_AWS = AwsCredentials("AKIASANDBOX0EXAMPLE", "sandbox/secret/key/EXAMPLEKEY0000000000000")
+SANDBOX_ALIBABA = AlibabaCredentials("LTAIsandbox0example", "sandboxSecretExample0000000000")
+
+_DAY = 86400.0
+_UNLIMITED = 1_000_000_000.0  # what the quota actions report when no quota is set
+_STATS = ("accepted", "recipients", "throttled", "signature_failures", "nonce_reused",
+          "errors_injected", "resets", "lost", "slowed", "rejected")
+
+
+@dataclass(kw_only=True)
+class Faults:
+    """Per-send fault probabilities, drawn from ``random.Random(seed)``; all default 0.
+
+    One uniform draw per send picks at most one of: ``reset_before`` (the connection is
+    closed without an answer and the message is *not* accepted), ``error_500``,
+    ``error_503``, ``lost_after_accept`` (accepted and recorded, then the connection is
+    closed without an answer) or ``slow`` (the answer comes ``slow_seconds`` late; the
+    message is accepted when the wait ends). ``latency`` is added to every answer.
+
+    >>> Faults(seed=7, error_503=0.1, latency=0.002)
+    Faults(seed=7, error_500=0, error_503=0.1, reset_before=0, lost_after_accept=0, slow=0, \
+slow_seconds=1.0, latency=0.002)
+    """
+
+    seed: int = 0
+    error_500: float = 0
+    error_503: float = 0
+    reset_before: float = 0
+    lost_after_accept: float = 0
+    slow: float = 0
+    slow_seconds: float = 1.0
+    latency: float = 0.0
+
+    def __post_init__(self) -> None:
+        odds = (self.reset_before, self.error_500, self.error_503, self.lost_after_accept,
+                self.slow)
+        if any(p < 0 for p in odds) or sum(odds) > 1:
+            raise ValueError("fault probabilities must be >= 0 and add up to at most 1")
+        if self.slow_seconds < 0 or self.latency < 0:
+            raise ValueError("slow_seconds and latency must be >= 0")
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """One accepted message. ``to`` is the To list (Cc/Bcc are in ``params``); ``headers``
+    are the extra headers of simple content, or every header of a raw message; ``params``
+    is the whole parsed request (the JSON document or the form)."""
+
+    api: str
+    message_id: str
+    to: tuple[str, ...]
+    sender: str
+    subject: str
+    text: str | None
+    html: str | None
+    raw: bytes | None
+    headers: tuple[tuple[str, str], ...]
+    params: Mapping[str, Any]
+    received_at: float
+
+
+class _Dropped(Exception):
+    """The connection was closed on purpose; there is nothing to answer."""
+
+
+class Sandbox:
+    """The local SES/DirectMail server. Use it as an async context manager.
+
+    >>> async def demo() -> None:  # doctest: +SKIP
+    ...     async with Sandbox(quota=100, outbox=Path("outbox")) as sandbox:
+    ...         provider = SesProvider(credentials=SANDBOX_AWS, endpoint=sandbox.url)
+    ...         ...  # send; then look at sandbox.accepted and sandbox.stats
+    """
+
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        quota: float | None = None,
+        daily_quota: int | None = None,
+        outbox: Path | None = None,
+        faults: Faults | None = None,
+        clock: Callable[[], float] = time.time,
+        aws: AwsCredentials = SANDBOX_AWS,
+        alibaba: AlibabaCredentials = SANDBOX_ALIBABA,
+        record: bool = True,
+    ) -> None:
+        if quota is not None and quota <= 0:
+            raise ValueError("quota must be > 0 recipients per second (or None)")
+        if daily_quota is not None and daily_quota < 0:
+            raise ValueError("daily_quota must be >= 0 (or None)")
+        self._host = host
+        self._port = port
+        self._quota = quota
+        self._daily_quota = daily_quota
+        self._outbox = outbox
+        self._faults = faults if faults is not None else Faults()
+        f = self._faults
+        self._has_faults = any(
+            (f.reset_before, f.error_500, f.error_503, f.lost_after_accept, f.slow))
+        self._rng = random.Random(self._faults.seed)
+        self._clock = clock
+        self._aws = aws
+        self._alibaba = alibaba
+        self._record = record
+        self._nonces = dm.NonceBook()
+        self._window: deque[tuple[float, int]] = deque()
+        self._window_sum = 0
+        self._day: deque[tuple[float, int]] = deque()
+        self._day_sum = 0
+        self._runner: web.ServerRunner | None = None
+        self._url = ""
+        self.accepted: list[Accepted] = []
+        self.stats: dict[str, int] = dict.fromkeys(_STATS, 0)
+
+    @property
+    def url(self) -> str:
+        """``http://127.0.0.1:PORT`` once started."""
+        if not self._url:
+            raise RuntimeError("the sandbox is not started")
+        return self._url
+
+    async def start(self) -> None:
+        if self._runner is not None:
+            raise RuntimeError("the sandbox is already started")
+        if self._outbox is not None:
+            self._outbox.mkdir(parents=True, exist_ok=True)
+        sock = socket.socket(socket.AF_INET6 if ":" in self._host else socket.AF_INET)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((self._host, self._port))
+        except OSError:
+            sock.close()
+            raise
+        port = sock.getsockname()[1]
+        server = web.Server(self._handle, access_log=None)
+        faults = self._faults
+        runner = web.ServerRunner(
+            server, shutdown_timeout=1.0 + faults.slow_seconds + faults.latency
+        )
+        await runner.setup()
+        site = web.SockSite(runner, sock)
+        await site.start()
+        self._runner = runner
+        host = f"[{self._host}]" if ":" in self._host else self._host
+        self._url = f"http://{host}:{port}"
+
+    async def stop(self) -> None:
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            await runner.cleanup()
+
+    async def __aenter__(self) -> Sandbox:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    # --- quotas ---------------------------------------------------------------------------
+
+    def _prune(self, now: float) -> None:
+        window, horizon = self._window, now - 1.0
+        while window and window[0][0] <= horizon:
+            self._window_sum -= window.popleft()[1]
+        day, horizon = self._day, now - _DAY
+        while day and day[0][0] <= horizon:
+            self._day_sum -= day.popleft()[1]
+
+    def _quota_now(self) -> Quota:
+        self._prune(self._clock())
+        return Quota(
+            max_send_rate=float(self._quota) if self._quota is not None else _UNLIMITED,
+            max_24h=float(self._daily_quota) if self._daily_quota is not None else _UNLIMITED,
+            sent_24h=float(self._day_sum),
+        )
+
+    def _over_quota(self, count: int, api: str) -> ApiError | None:
+        now = self._clock()
+        self._prune(now)
+        v2 = api == "sesv2"
+        if self._daily_quota is not None and self._day_sum + count > self._daily_quota:
+            return ses.daily_exceeded(v2) if api != "directmail" else dm.DAILY_EXCEEDED
+        if self._quota is not None and self._window_sum + count > self._quota:
+            return ses.throttled(v2) if api != "directmail" else dm.THROTTLED
+        return None
+
+    # --- serving ---------------------------------------------------------------------------
+
+    async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
+        body = await request.read()
+        path, _, query = request.raw_path.partition("?")
+        api = "sesv2" if path.startswith("/v2/") else "sesv1"
+        request_id = ses.new_request_id()
+        try:
+            try:
+                if api == "sesv2":
+                    reply = await self._sesv2(request, path, query, body, request_id)
+                elif path == "/":
+                    params = dict(parse_qsl(query, keep_blank_values=True))
+                    if body:
+                        params.update(parse_qsl(body.decode("utf-8", "replace"),
+                                                keep_blank_values=True))
+                    authorization = request.headers.get("Authorization", "")
+                    if authorization.startswith("AWS4-") or not dm.looks_like(params):
+                        reply = await self._sesv1(request, query, body, params, request_id)
+                    else:
+                        api = "directmail"
+                        request_id = dm.new_request_id()
+                        reply = await self._directmail(request, params, request_id)
+                else:
+                    raise ApiError(404, "UnknownOperationException", "Unknown operation")
+            except ApiError as err:
+                reply = self._error(api, err, request_id)
+        except _Dropped:
+            return web.Response(status=204)  # never written: the transport is gone
+        if self._faults.latency:
+            await asyncio.sleep(self._faults.latency)
+        return web.Response(
+            status=reply.status,
+            body=reply.body,
+            headers={"Content-Type": reply.content_type, **reply.headers},
+        )
+
+    @staticmethod
+    def _error(api: str, err: ApiError, request_id: str) -> Reply:
+        if api == "sesv2":
+            return ses.v2_error(err, request_id)
+        if api == "directmail":
+            return dm.error(err, request_id)
+        return ses.v1_error(err, request_id)
+
+    def _auth_failed(self, err: ApiError) -> ApiError:
+        if err.code == "SignatureNonceUsed":
+            self.stats["nonce_reused"] += 1
+        else:
+            self.stats["signature_failures"] += 1
+        return err
+
+    def _check_aws(self, request: web.BaseRequest, v2: bool, path: str, query: str,
+                   body: bytes) -> None:
+        try:
+            ses.check_sigv4(v2=v2, method=request.method, path=path, query=query,
+                            headers=request.headers, body=body, credentials=self._aws,
+                            now=self._clock())
+        except ApiError as err:
+            raise self._auth_failed(err) from None
+
+    async def _sesv2(self, request: web.BaseRequest, path: str, query: str, body: bytes,
+                     request_id: str) -> Reply:
+        self._check_aws(request, True, path, query, body)
+        if path == ses.V2_ACCOUNT and request.method == "GET":
+            return ses.v2_account(self._quota_now(), request_id)
+        if path != ses.V2_SEND or request.method != "POST":
+            raise ApiError(404, "UnknownOperationException", "Unknown operation")
+        send = self._parsed(ses.parse_v2_send, body)
+        message_id = await self._deliver(request, send, ses.injected)
+        return ses.v2_sent(message_id, request_id)
+
+    async def _sesv1(self, request: web.BaseRequest, query: str, body: bytes,
+                     params: dict[str, str], request_id: str) -> Reply:
+        self._check_aws(request, False, "/", query, body)
+        action = params.get("Action", "")
+        if action == "GetSendQuota":
+            return ses.v1_quota(self._quota_now(), request_id)
+        if action not in ses.V1_SEND_ACTIONS:
+            raise ApiError(400, "InvalidAction",
+                           "The action or operation requested is invalid. "
+                           "Verify that the action is typed correctly.")
+        send = self._parsed(ses.parse_v1_send, params)
+        message_id = await self._deliver(request, send, ses.injected)
+        return ses.v1_sent(action, message_id, request_id)
+
+    async def _directmail(self, request: web.BaseRequest, params: dict[str, str],
+                          request_id: str) -> Reply:
+        try:
+            dm.check_signature(request.method, params, self._alibaba, self._nonces,
+                               self._clock())
+        except ApiError as err:
+            raise self._auth_failed(err) from None
+        send = self._parsed(dm.parse_send, params)
+        env_id = await self._deliver(request, send, dm.injected)
+        return dm.sent(env_id, request_id)
+
+    def _parsed(self, parse: Callable[[Any], SendRequest], arg: Any) -> SendRequest:
+        try:
+            return parse(arg)
+        except ApiError:
+            self.stats["rejected"] += 1
+            raise
+
+    def _drop(self, request: web.BaseRequest) -> _Dropped:
+        transport = request.transport
+        if transport is not None:
+            transport.abort()
+        return _Dropped()
+
+    async def _deliver(self, request: web.BaseRequest, send: SendRequest,
+                       injected: Callable[[int], ApiError]) -> str:
+        """Faults, quotas, then acceptance; the new message id, or raises."""
+        faults = self._faults
+        lost = False
+        if self._has_faults:
+            u = self._rng.random()
+            if u < faults.reset_before:
+                self.stats["resets"] += 1
+                raise self._drop(request)
+            u -= faults.reset_before
+            if u < faults.error_500 + faults.error_503:
+                self.stats["errors_injected"] += 1
+                raise injected(500 if u < faults.error_500 else 503)
+            u -= faults.error_500 + faults.error_503
+            if u < faults.lost_after_accept:
+                lost = True
+            elif u - faults.lost_after_accept < faults.slow:
+                self.stats["slowed"] += 1
+                await asyncio.sleep(faults.slow_seconds)
+        refusal = self._over_quota(send.recipients, send.api)
+        if refusal is not None:
+            self.stats["throttled"] += 1
+            raise refusal
+        message_id = self._accept(send)
+        if lost:
+            self.stats["lost"] += 1
+            raise self._drop(request)
+        return message_id
+
+    def _accept(self, send: SendRequest) -> str:
+        now = self._clock()
+        count = send.recipients
+        message_id = dm.new_env_id() if send.api == "directmail" else ses.new_message_id(now)
+        self._window.append((now, count))
+        self._window_sum += count
+        self._day.append((now, count))
+        self._day_sum += count
+        self.stats["accepted"] += 1
+        self.stats["recipients"] += count
+        if self._record:
+            self.accepted.append(Accepted(
+                api=send.api, message_id=message_id, to=send.to, sender=send.sender,
+                subject=send.subject, text=send.text, html=send.html, raw=send.raw,
+                headers=send.headers, params=send.params, received_at=now,
+            ))
+        if self._outbox is not None:
+            final = self._outbox / f"{message_id}.eml"
+            partial = self._outbox / f".{message_id}.part"
+            partial.write_bytes(build_eml(send, message_id, now))
+            os.replace(partial, final)  # a reader never sees half a message
+        return message_id
+
+
+
+async def run_sandbox(
+    *, port: int, quota: float | None, outbox: Path, daily_quota: int | None = None
+) -> None:
+    """Serve on 127.0.0.1:``port`` until cancelled, after printing how to use it."""
+    async with Sandbox(port=port, quota=quota, daily_quota=daily_quota,
+                       outbox=outbox) as sandbox:
+        limits = f"{quota:g} recipients/s" if quota is not None else "no rate limit"
+        if daily_quota is not None:
+            limits += f", {daily_quota} recipients/day"
+        print(
+            f"bulkmail sandbox: SES (v2 and v1) and DirectMail at {sandbox.url} ({limits})\n"
+            f"  outbox: {outbox.resolve()}\n"
+            "  credentials it accepts:\n"
+            f"    export AWS_ACCESS_KEY_ID={SANDBOX_AWS.access_key_id}\n"
+            f"    export AWS_SECRET_ACCESS_KEY={SANDBOX_AWS.secret_access_key}\n"
+            f"    export ALIBABA_CLOUD_ACCESS_KEY_ID={SANDBOX_ALIBABA.access_key_id}\n"
+            f"    export ALIBABA_CLOUD_ACCESS_KEY_SECRET={SANDBOX_ALIBABA.access_key_secret}\n"
+            f"  then: bulkmail CAMPAIGN.yaml --endpoint {sandbox.url}\n"
+            "  Ctrl-C to stop.",
+            flush=True,
+        )
+        await asyncio.Event().wait()
+
+
+__all__ = ["SANDBOX_ALIBABA", "SANDBOX_AWS", "Accepted", "Faults", "Sandbox", "run_sandbox"]
