@@ -18,13 +18,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 from bulkmail.campaign import Campaign
-from bulkmail.credentials import aws_from_env
+from bulkmail.credentials import alibaba_from_env, aws_from_env
 from bulkmail.engine import BENIGN_SKIPS, CampaignRun, Progress, Summary
-from bulkmail.errors import ConfigError, FatalProviderError
+from bulkmail.errors import ConfigError, CredentialsError, FatalProviderError
 from bulkmail.journal import Journal
 from bulkmail.providers.base import Provider
 from bulkmail.recipients import Recipient, read_recipients, read_suppressed
 from bulkmail.render import Renderer, RenderProblem
+from bulkmail.signing import AlibabaCredentials, AwsCredentials
 
 
 @contextlib.asynccontextmanager
@@ -32,36 +33,121 @@ async def open_provider(campaign: Campaign) -> AsyncIterator[Provider]:
     """Build the campaign's provider (not yet entered); ``endpoint: sandbox`` starts the
     embedded sandbox in-process for as long as the block runs, with its outbox in
     ``outbox/`` beside the campaign file."""
-    config = campaign.provider
-    if config.endpoint == "sandbox":
-        from bulkmail.servers.sandbox import SANDBOX_AWS, Sandbox
+    if campaign.provider.endpoint == "sandbox":
+        from bulkmail.servers.sandbox import SANDBOX_ALIBABA, SANDBOX_AWS, Sandbox
 
         outbox = campaign.path.parent / "outbox"
         outbox.mkdir(exist_ok=True)
         async with Sandbox(outbox=outbox) as sandbox:
-            yield _make_provider(campaign, endpoint=sandbox.url, aws=SANDBOX_AWS)
+            yield make_provider(
+                campaign, endpoint=sandbox.url, aws=SANDBOX_AWS, alibaba=SANDBOX_ALIBABA
+            )
         return
-    yield _make_provider(campaign, endpoint=config.endpoint, aws=None)
+    yield make_provider(campaign)
 
 
-def _make_provider(campaign: Campaign, *, endpoint: str | None, aws: Any) -> Provider:
+def make_provider(
+    campaign: Campaign,
+    *,
+    endpoint: str | None = None,
+    aws: AwsCredentials | None = None,
+    alibaba: AlibabaCredentials | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Provider:
+    """The provider a campaign names, with credentials from the standard places.
+
+    A provider's own refusal of a setting (unknown region, alias too long) becomes a
+    :class:`ConfigError` naming the key, so nothing is sent.
+    """
     config = campaign.provider
+    endpoint = endpoint or config.endpoint
     concurrency = campaign.concurrency or 512
-    if config.name == "ses":
-        from bulkmail.providers.ses import SesProvider
+    try:
+        if config.name == "ses":
+            from bulkmail.providers.ses import SesProvider
 
-        api: Literal["v2", "v1"] = "v1" if config.api == "v1" else "v2"
-        return SesProvider(
-            credentials=aws or aws_from_env(),
-            region=config.region or "us-east-1",
-            endpoint=endpoint,
-            api=api,
-            max_connections=concurrency,
+            api: Literal["v2", "v1"] = "v1" if config.api == "v1" else "v2"
+            return SesProvider(
+                credentials=aws or aws_from_env(environ),
+                region=config.region or "us-east-1",
+                endpoint=endpoint,
+                api=api,
+                max_connections=concurrency,
+                v2_extra=_ses_v2_extra(campaign),
+                v1_extra=_ses_v1_extra(campaign),
+            )
+        if config.name == "directmail":
+            from bulkmail.providers.directmail import DirectMailProvider
+
+            options = campaign.directmail
+            return DirectMailProvider(
+                credentials=alibaba or alibaba_from_env(environ),
+                region=config.region or "cn-hangzhou",
+                endpoint=endpoint,
+                version=config.version,
+                max_connections=concurrency,
+                address_type=int(options.get("address_type", 1)),
+                click_trace=options.get("click_trace"),
+                tag_name=options.get("tag_name"),
+            )
+        if config.name == "smtp":
+            return _smtp_provider(campaign, environ)
+    except ValueError as exc:
+        raise ConfigError(str(exc), file=str(campaign.path), key="provider") from None
+    raise ConfigError(f"unknown provider {config.name!r}", file=str(campaign.path),
+                      key="provider.name")
+
+
+def _ses_v2_extra(campaign: Campaign) -> dict[str, str]:
+    extra = {
+        "FromEmailAddressIdentityArn": campaign.from_arn or campaign.source_arn,
+        "FeedbackForwardingEmailAddress": campaign.return_path,
+        "FeedbackForwardingEmailAddressIdentityArn": campaign.return_path_arn,
+    }
+    return {k: v for k, v in extra.items() if v}
+
+
+def _ses_v1_extra(campaign: Campaign) -> dict[str, str]:
+    extra = {
+        "SourceArn": campaign.source_arn,
+        "FromArn": campaign.from_arn,
+        "ReturnPathArn": campaign.return_path_arn,
+        "ReturnPath": campaign.return_path,
+    }
+    return {k: v for k, v in extra.items() if v}
+
+
+def _smtp_provider(campaign: Campaign, environ: Mapping[str, str] | None) -> Provider:
+    import os
+
+    from bulkmail.providers.smtp import SmtpProvider, ses_smtp_credentials
+
+    config = campaign.provider
+    env = os.environ if environ is None else environ
+    username, password = config.username, None
+    if config.password_env:
+        password = env.get(config.password_env)
+        if not password:
+            raise CredentialsError(
+                f"the SMTP password variable {config.password_env} (provider.password_env) "
+                "is not set"
+            )
+    elif config.host and config.host.startswith("email-smtp.") and username is None:
+        # SES SMTP with only an access key pair: derive the SMTP password ourselves.
+        creds = aws_from_env(environ)
+        region = config.region or config.host.split(".")[1]
+        username, password = ses_smtp_credentials(
+            creds.access_key_id, creds.secret_access_key, region
         )
-    raise ConfigError(
-        f"provider {config.name!r} is not available in this version",
-        file=str(campaign.path),
-        key="provider.name",
+    assert config.host is not None and config.port is not None
+    return SmtpProvider(
+        host=config.host,
+        port=config.port,
+        tls=config.tls,  # type: ignore[arg-type]
+        username=username,
+        password=password,
+        pool_size=config.pool,
+        return_path=campaign.return_path,
     )
 
 

@@ -20,10 +20,11 @@ import signal
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
-from typing import Any, TextIO, TypeVar
+from typing import Any, Literal, TextIO, TypeVar
 
 import orjson
 
+from bulkmail.engine import Summary
 from bulkmail.errors import BulkmailError, CampaignStopped
 from bulkmail.signing import SES_SMTP_REGIONS, ses_smtp_password
 
@@ -105,10 +106,12 @@ def cmd_send(argv: Sequence[str], out: TextIO, err: TextIO) -> int:
     campaign = api.load_campaign(args.campaign, _overrides(args))
     if args.dry_run:
         return _print_check(api.check_campaign(campaign), args.json, out, dry_run=True)
-    on_change = "restart" if args.restart else "force" if args.force else "refuse"
+    on_change: Literal["refuse", "restart", "force"] = (
+        "restart" if args.restart else "force" if args.force else "refuse"
+    )
     show_progress = not args.quiet and not args.json and out.isatty()
 
-    async def main() -> Any:
+    async def main() -> Summary:
         loop = asyncio.get_running_loop()
         stop = asyncio.Event()
         task = asyncio.current_task()

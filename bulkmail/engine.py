@@ -200,6 +200,9 @@ class CampaignRun:
 
     async def run(self) -> Summary:
         campaign = self.campaign
+        # Whole-file problems (missing file, no email column) surface here, before the
+        # journal exists and before anything is sent.
+        await self._db(self._preflight)
         list_hash = await self._db(self._list_hash)
         self._journal, recovery = await self._db(
             Journal.open,
@@ -219,9 +222,10 @@ class CampaignRun:
             try:
                 await self._dispatch()
             finally:
-                producer.cancel()
+                if not producer.done():
+                    producer.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
-                    await producer
+                    await producer  # re-raises a failure of the list reader
                 await self._drain_tasks()
                 stop_watch.cancel()
                 flusher.cancel()
@@ -235,6 +239,9 @@ class CampaignRun:
                 await self._db(journal.close)
             self._executor.shutdown(wait=False)
 
+    def _preflight(self) -> None:
+        next(iter(read_recipients(self.campaign.recipients)), None)
+
     def _list_hash(self) -> str:
         parts = [list_fingerprint(self.campaign.recipients)]
         if self.campaign.suppress is not None:
@@ -245,35 +252,44 @@ class CampaignRun:
 
     async def _produce(self) -> None:
         try:
-            after = 0
+            await self._produce_rows()
+        except asyncio.CancelledError:
+            raise
+        except BaseException:
+            await self._queue.put(None)  # end the dispatcher; run() re-raises this error
+            raise
+        if not self._stopping:
+            await self._queue.put(None)
+
+    async def _produce_rows(self) -> None:
+        after = 0
+        while not self._stopping:
+            rows = await self._db(self._j.pending, after_id=after, limit=self.chunk)
+            if not rows:
+                break
+            after = rows[-1].id
+            await self._enqueue(rows)
+        if self._j.imported_through == 0 and self.campaign.suppress is not None:
+            await self._db(self._load_suppressed)
+        if not self._j.finished_import:
+            reader = read_recipients(
+                self.campaign.recipients, start_after_line=self._j.imported_through
+            )
             while not self._stopping:
-                rows = await self._db(self._j.pending, after_id=after, limit=self.chunk)
-                if not rows:
-                    break
-                after = rows[-1].id
+                rows, last = await self._db(self._import_chunk, reader)
+                self.progress.imported += len(rows)
                 await self._enqueue(rows)
-            if self._j.imported_through == 0 and self.campaign.suppress is not None:
-                await self._db(self._load_suppressed)
-            if not self._j.finished_import:
-                reader = read_recipients(
-                    self.campaign.recipients, start_after_line=self._j.imported_through
-                )
-                while not self._stopping:
-                    rows, last = await self._db(self._import_chunk, reader)
-                    self.progress.imported += len(rows)
-                    await self._enqueue(rows)
-                    if last:
-                        break
-            self.progress.import_done = True
-        finally:
-            if not self._stopping:
-                await self._queue.put(None)
+                if last:
+                    break
+        self.progress.import_done = True
 
     def _load_suppressed(self) -> int:
         assert self.campaign.suppress is not None
         return self._j.load_suppressed(read_suppressed(self.campaign.suppress))
 
-    def _import_chunk(self, reader: Iterator[Recipient | Rejected]) -> tuple[list[PendingRow], bool]:
+    def _import_chunk(
+        self, reader: Iterator[Recipient | Rejected]
+    ) -> tuple[list[PendingRow], bool]:
         """Runs in the journal thread: parse up to one chunk of the list and insert it."""
         recipients: list[Recipient] = []
         rejected: list[Rejected] = []

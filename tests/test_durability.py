@@ -1,0 +1,248 @@
+"""Never lose a recipient, never repeat one silently — under faults, kills and restarts.
+
+The sandbox records what it accepted; every scenario asserts that each recipient was
+accepted at least once and that any recipient accepted more than once is one the engine
+itself flagged ``possible_duplicate``.
+"""
+
+from __future__ import annotations
+
+import collections
+import email
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bulkmail import RetryPolicy, Sender, SesProvider, run_campaign
+from bulkmail.api import load_campaign
+from bulkmail.servers.sandbox import SANDBOX_AWS, Faults, Sandbox
+
+from .conftest import CampaignFactory, free_port
+
+
+def results(path: str | Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in Path(path).read_text().splitlines()]
+
+
+def assert_exactly_once_or_flagged(accepted: Iterable[str], rows: list[dict[str, Any]]) -> None:
+    counts = collections.Counter(accepted)
+    expected = {r["email"] for r in rows if r["status"] != "skipped"}
+    missing = expected - set(counts)
+    assert not missing, f"{len(missing)} recipients never accepted, e.g. {sorted(missing)[:3]}"
+    flagged = {r["email"] for r in rows if r["possible_duplicate"]}
+    unflagged = {a for a, n in counts.items() if n > 1 and a not in flagged}
+    assert not unflagged, f"unflagged duplicates: {sorted(unflagged)[:5]}"
+    assert all(r["status"] == "sent" for r in rows if r["status"] != "skipped")
+
+
+FAULTS = {
+    "500": Faults(seed=1, error_500=0.05),
+    "503": Faults(seed=2, error_503=0.05),
+    "reset_before": Faults(seed=3, reset_before=0.05),
+    "lost_after_accept": Faults(seed=4, lost_after_accept=0.05),
+    "slow": Faults(seed=5, slow=0.05, slow_seconds=0.6),
+    "everything": Faults(
+        seed=6, error_500=0.01, error_503=0.01, reset_before=0.01,
+        lost_after_accept=0.01, slow=0.01, slow_seconds=0.6,
+    ),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(FAULTS))
+async def test_faults_never_lose_or_silently_repeat(
+    kind: str, make_campaign: CampaignFactory
+) -> None:
+    n = 1500
+    quota = 800 if kind == "everything" else None
+    async with Sandbox(faults=FAULTS[kind], quota=quota) as sandbox:
+        path = make_campaign(count=n, domain=f"{kind.replace('_', '-')}.example.org", rate=1000,
+                             extra="max_attempts: 8\n")
+        provider = SesProvider(credentials=SANDBOX_AWS, endpoint=sandbox.url, timeout=0.4)
+        summary = await run_campaign(path, provider=provider)
+        accepted = [to for a in sandbox.accepted for to in a.to]
+    rows = results(summary.results)
+    assert summary.counts["sent"] == n, summary.counts
+    assert_exactly_once_or_flagged(accepted, rows)
+    if kind in ("lost_after_accept", "slow"):
+        assert summary.counts["possible_duplicate"] > 0  # the scenario really happened
+    if kind in ("500", "503", "reset_before"):
+        assert len(accepted) == n  # not accepted means safe to retry: no duplicates at all
+
+
+async def test_throttling_quota_slows_down_instead_of_failing(
+    make_campaign: CampaignFactory,
+) -> None:
+    # The campaign claims 400/s but the account allows 150/s: a wrong rate costs a few
+    # retries, not failures, and everyone is still sent exactly once.
+    async with Sandbox(quota=150) as sandbox:
+        path = make_campaign(count=600, domain="throttle.example.org", rate=400)
+        provider = SesProvider(credentials=SANDBOX_AWS, endpoint=sandbox.url)
+        summary = await run_campaign(path, provider=provider)
+        accepted = [to for a in sandbox.accepted for to in a.to]
+        throttled = sandbox.stats["throttled"]
+    assert summary.counts["sent"] == 600 and summary.counts["failed"] == 0
+    assert sorted(accepted) == sorted(set(accepted)) and len(accepted) == 600
+    assert 0 < throttled < 600  # adaptive slow-down: far fewer throttles than messages
+
+
+async def test_daily_quota_pauses_and_resumes(make_campaign: CampaignFactory) -> None:
+    path = make_campaign(count=50, domain="daily.example.org", rate=500)
+    async with Sandbox(daily_quota=20) as sandbox:
+        provider = SesProvider(credentials=SANDBOX_AWS, endpoint=sandbox.url)
+        first = await run_campaign(path, provider=provider)
+        assert first.stop_kind == "quota"
+        assert first.counts["sent"] == 20 and first.counts["failed"] == 0
+        assert first.counts["pending"] == 30
+        assert sandbox.stats["accepted"] == 20
+    async with Sandbox() as sandbox:  # a new day
+        provider = SesProvider(credentials=SANDBOX_AWS, endpoint=sandbox.url)
+        second = await run_campaign(path, provider=provider)
+        assert second.counts["sent"] == 50 and second.sent_this_run == 30
+        assert len(sandbox.accepted) == 30
+
+
+async def test_fatal_answer_stops_at_once_and_keeps_state(
+    make_campaign: CampaignFactory,
+) -> None:
+    path = make_campaign(count=200, domain="fatal.example.org", rate=1000)
+    async with Sandbox() as sandbox:
+        wrong = type(SANDBOX_AWS)(SANDBOX_AWS.access_key_id, "the-wrong-secret-value")
+        summary = await run_campaign(
+            path, provider=SesProvider(credentials=wrong, endpoint=sandbox.url)
+        )
+        assert summary.stop_kind == "fatal" and "SignatureDoesNotMatch" in (summary.stopped or "")
+        assert summary.counts["sent"] == 0 and summary.counts["failed"] == 0
+        # Only the few requests already under way reached the server, not 200 of them.
+        assert sandbox.stats["signature_failures"] < 50
+    text = Path(summary.results).read_text() + Path(summary.journal).read_bytes().decode(
+        "latin-1")
+    assert "the-wrong-secret-value" not in text
+
+
+async def test_at_most_once_holds_ambiguous_recipients(make_campaign: CampaignFactory) -> None:
+    path = make_campaign(count=300, domain="amo.example.org", rate=1000)
+    async with Sandbox(faults=Faults(seed=9, lost_after_accept=0.05)) as sandbox:
+        provider = SesProvider(credentials=SANDBOX_AWS, endpoint=sandbox.url)
+        summary = await run_campaign(path, provider=provider, at_most_once=True)
+        accepted = [to for a in sandbox.accepted for to in a.to]
+    assert summary.counts["uncertain"] > 0
+    assert len(accepted) == len(set(accepted))  # nobody received it twice
+    rows = results(summary.results)
+    assert {r["status"] for r in rows} == {"sent", "uncertain"}
+
+
+def _outbox_recipients(outbox: Path) -> list[str]:
+    found = []
+    for path in outbox.glob("*.eml"):
+        message = email.message_from_bytes(path.read_bytes())
+        found.append(str(message["To"]))
+    return found
+
+
+@pytest.fixture
+def sandbox_process(tmp_path: Path) -> Any:
+    outbox = tmp_path / "outbox"
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bulkmail", "sandbox", "--port", str(port),
+         "--outbox", str(outbox)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    import socket
+
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            break
+        except OSError:
+            assert proc.poll() is None and time.monotonic() < deadline, "sandbox did not start"
+            time.sleep(0.05)
+    yield url, outbox
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+def _cli(path: Path, url: str, *extra: str) -> subprocess.Popen[str]:
+    env = dict(os.environ, AWS_ACCESS_KEY_ID=SANDBOX_AWS.access_key_id,
+               AWS_SECRET_ACCESS_KEY=SANDBOX_AWS.secret_access_key)
+    return subprocess.Popen(
+        [sys.executable, "-m", "bulkmail", str(path), "--endpoint", url, "--quiet", *extra],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )
+
+
+def _wait_for_progress(path: Path, outbox: Path, at_least: int, proc: Any) -> None:
+    deadline = time.monotonic() + 30
+    while len(list(outbox.glob("*.eml"))) < at_least:
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_sigkill_mid_campaign_then_rerun(
+    sandbox_process: Any, make_campaign: CampaignFactory, seed: int
+) -> None:
+    url, outbox = sandbox_process
+    n = 1500
+    path = make_campaign(count=n, domain=f"kill{seed}.example.org", rate=600)
+    proc = _cli(path, url)
+    _wait_for_progress(path, outbox, random.Random(seed).randint(50, 600), proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate()
+    assert len(list(outbox.glob("*.eml"))) < n  # it really died mid-campaign
+    rerun = _cli(path, url)
+    out, err = rerun.communicate(timeout=120)
+    assert rerun.returncode == 0, err
+    assert "Traceback" not in err
+    rows = results(load_campaign(path).results)
+    assert_exactly_once_or_flagged(_outbox_recipients(outbox), rows)
+
+
+def test_ctrl_c_drains_then_resume_sends_the_rest_once(
+    sandbox_process: Any, make_campaign: CampaignFactory
+) -> None:
+    url, outbox = sandbox_process
+    n = 1200
+    path = make_campaign(count=n, domain="sigint.example.org", rate=400)
+    proc = _cli(path, url)
+    _wait_for_progress(path, outbox, 100, proc)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1, err
+    assert "resume" in err.lower() and str(path) in err
+    assert "Traceback" not in err
+    partial = results(load_campaign(path).results)
+    assert 0 < sum(r["status"] == "sent" for r in partial) < n
+    rerun = _cli(path, url)
+    _, err2 = rerun.communicate(timeout=120)
+    assert rerun.returncode == 0, err2
+    got = _outbox_recipients(outbox)
+    assert len(got) == n and len(set(got)) == n  # a graceful stop leaves nothing ambiguous
+
+
+async def test_sender_api_against_sandbox_with_faults() -> None:
+    async with Sandbox(faults=Faults(seed=3, error_503=0.2)) as sandbox:
+        provider = SesProvider(credentials=SANDBOX_AWS, endpoint=sandbox.url)
+        async with Sender(provider, rate=500, retry=RetryPolicy(base=0.01)) as sender:
+            from bulkmail import Message
+
+            deliveries = [
+                await sender.send(Message(to=f"s{i}@api.example.org", sender="n@example.com",
+                                          subject="s", text="t"))
+                for i in range(40)
+            ]
+        assert all(d.ok for d in deliveries)
+        assert len(sandbox.accepted) == 40
+        assert sandbox.stats["errors_injected"] > 0
