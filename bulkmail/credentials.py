@@ -47,7 +47,9 @@ def aws_from_env(environ: Mapping[str, str] | None = None) -> AwsCredentials:
             f"(and AWS_SESSION_TOKEN for temporary keys), or AWS_PROFILE with {path}"
         ) from None
     except (OSError, UnicodeDecodeError, configparser.Error) as exc:
-        raise CredentialsError(f"{path}: cannot read AWS credentials file ({type(exc).__name__})")
+        raise CredentialsError(
+            f"{path}: cannot read AWS credentials file ({type(exc).__name__})"
+        ) from None
     if not parser.has_section(profile):
         raise CredentialsError(f"{path}: no profile [{profile}] (from AWS_PROFILE)")
     section = parser[profile]

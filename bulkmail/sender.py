@@ -23,7 +23,7 @@ import time
 from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from types import TracebackType
 
 from bulkmail.errors import CampaignStopped, FatalProviderError, QuotaExhausted
@@ -32,7 +32,7 @@ from bulkmail.providers.base import Outcome, Provider, Verdict
 from bulkmail.ratelimit import RateLimiter
 
 
-class Status(str, Enum):
+class Status(StrEnum):
     """Final state of one recipient, as it appears in the results."""
 
     SENT = "sent"
@@ -320,7 +320,9 @@ class Sender:
 
     @staticmethod
     def _describe(outcome: Outcome) -> str:
-        return f"{outcome.error_code}: {outcome.error}" if outcome.error else str(outcome.error_code)
+        if outcome.error:
+            return f"{outcome.error_code}: {outcome.error}"
+        return str(outcome.error_code)
 
     @staticmethod
     def _final(status: Status, outcome: Outcome, attempts: int, dup: bool) -> Delivery:

@@ -9,14 +9,14 @@ so a retry always carries a new date (and, for DirectMail, a new nonce).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from types import TracebackType
 from typing import Protocol, runtime_checkable
 
 from bulkmail.message import Message
 
 
-class Verdict(str, Enum):
+class Verdict(StrEnum):
     """How the engine should treat the answer to one attempt."""
 
     #: Accepted by the provider; ``Outcome.message_id`` is set.

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import base64
 import time
-from dataclasses import replace
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from types import TracebackType
 from typing import Any, Literal
 from urllib.parse import urlencode, urlsplit
@@ -326,7 +326,9 @@ class SesProvider:
             retry_after=retry_after,
         )
 
-    def _parse_error(self, headers: Mapping[str, str], data: bytes) -> tuple[str | None, str | None]:
+    def _parse_error(
+        self, headers: Mapping[str, str], data: bytes
+    ) -> tuple[str | None, str | None]:
         code: str | None = None
         text: str | None = None
         error_type = headers.get("x-amzn-ErrorType")
