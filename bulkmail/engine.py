@@ -190,8 +190,12 @@ class CampaignRun:
         self._problem_skips = 0
 
     async def _db(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run ``fn`` in the journal thread. Once submitted, the work is never cancelled:
+        cancelling a queued executor job would silently drop a batch of outcomes (seen as
+        rows left in flight after a clean run). Jobs run in submission order."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, functools.partial(fn, *args, **kwargs))
+        job = loop.run_in_executor(self._executor, functools.partial(fn, *args, **kwargs))
+        return await asyncio.shield(job)
 
     @property
     def _j(self) -> Journal:
