@@ -18,13 +18,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 from bulkmail.campaign import Campaign
+from bulkmail.compose import Composer
 from bulkmail.credentials import alibaba_from_env, aws_from_env
 from bulkmail.engine import BENIGN_SKIPS, CampaignRun, Progress, Summary
 from bulkmail.errors import ConfigError, CredentialsError, FatalProviderError
 from bulkmail.journal import Journal
 from bulkmail.providers.base import Provider
 from bulkmail.recipients import Recipient, read_recipients, read_suppressed
-from bulkmail.render import Renderer, RenderProblem
+from bulkmail.render import RenderProblem
 from bulkmail.signing import AlibabaCredentials, AwsCredentials
 
 
@@ -259,20 +260,8 @@ def check_campaign(
     """
     if not isinstance(campaign, Campaign):
         campaign = load_campaign(campaign, overrides)
-    renderer = Renderer(
-        sender=campaign.sender,
-        subject=campaign.subject,
-        text=campaign.text,
-        html=campaign.html,
-        reply_to=campaign.reply_to,
-        headers=campaign.headers,
-        unsubscribe_url=campaign.unsubscribe_url,
-        unsubscribe_mailto=campaign.unsubscribe_mailto,
-        tags=campaign.tags,
-        configuration_set=campaign.configuration_set,
-        sources=campaign.sources,
-    )
-    report = CheckReport(campaign=campaign.name, variables=sorted(renderer.variables))
+    composer = Composer.for_campaign(campaign)
+    report = CheckReport(campaign=campaign.name, variables=sorted(composer.variables))
 
     def note(line: int, email: str, code: str, reason: str) -> None:
         report.skipped[code] += 1
@@ -289,7 +278,7 @@ def check_campaign(
 
             def flush(last: bool, through: int) -> None:
                 for row in journal.add_rows(chunk, rejected, through_line=through, last=last):
-                    rendered = renderer.render(
+                    rendered = composer.compose(
                         Recipient(line=row.line, email=row.email, key="", fields=row.fields)
                     )
                     if isinstance(rendered, RenderProblem):

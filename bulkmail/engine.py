@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
 from bulkmail.campaign import Campaign
+from bulkmail.compose import Composer
 from bulkmail.errors import CampaignStopped, QuotaExhausted
 from bulkmail.journal import Journal, PendingRow, Recovery, RowOutcome
 from bulkmail.message import Message
@@ -35,7 +36,7 @@ from bulkmail.recipients import (
     read_recipients,
     read_suppressed,
 )
-from bulkmail.render import Renderer, RenderProblem
+from bulkmail.render import RenderProblem
 from bulkmail.sender import Delivery, Sender, Status
 
 T = TypeVar("T")
@@ -165,19 +166,7 @@ class CampaignRun:
         self.flush_interval = flush_interval
         self.daily_limit = daily_limit if daily_limit is not None else campaign.daily_limit
         self.progress = Progress()
-        self.renderer = Renderer(
-            sender=campaign.sender,
-            subject=campaign.subject,
-            text=campaign.text,
-            html=campaign.html,
-            reply_to=campaign.reply_to,
-            headers=campaign.headers,
-            unsubscribe_url=campaign.unsubscribe_url,
-            unsubscribe_mailto=campaign.unsubscribe_mailto,
-            tags=campaign.tags,
-            configuration_set=campaign.configuration_set,
-            sources=campaign.sources,
-        )
+        self.composer = Composer.for_campaign(campaign)
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="bulkmail-journal")
         self._journal: Journal | None = None
         self._outcomes: list[RowOutcome] = []
@@ -315,7 +304,7 @@ class CampaignRun:
     async def _enqueue(self, rows: list[PendingRow]) -> None:
         for row in rows:
             recipient = Recipient(line=row.line, email=row.email, key="", fields=row.fields)
-            rendered = self.renderer.render(recipient, key=row.id)
+            rendered = self.composer.compose(recipient, key=row.id)
             if isinstance(rendered, RenderProblem):
                 self._problem_skips += 1
                 self.progress.skipped += 1
