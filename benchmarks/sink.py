@@ -1,0 +1,221 @@
+"""A fast SES/DirectMail-compatible sink for benchmarks, meant to run in its own process.
+
+It must never be the bottleneck, so it is a bare asyncio protocol (uvloop when available)
+that parses just enough HTTP/1.1 (request line, Content-Length, keep-alive) and answers:
+
+- ``POST /v2/email/outbound-emails``  → SESv2 ``{"MessageId": ...}``
+- ``POST /`` with ``Action=SendEmail`` / ``SendRawEmail`` → SES v1 XML
+- ``POST /`` with ``Action=SingleSendMail`` → DirectMail ``{"EnvId", "RequestId"}``
+- ``GET /_stats`` → counters and this process's CPU seconds, as JSON
+
+With ``--quota R`` it refuses any request that would make more than R accepted in any
+1-second sliding window (SES's throttling error), counting each request as one recipient.
+With ``--latency S`` every answer waits S seconds (concurrency must cover it).
+Signatures are not checked here (the sandbox and moto do that in the tests).
+
+    python -m benchmarks.sink --port 0 --quota 500     # prints "PORT <n>" when ready
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import itertools
+import json
+import os
+import resource
+import sys
+import time
+
+_counter = itertools.count(1)
+
+
+class Stats:
+    def __init__(self) -> None:
+        self.accepted = 0
+        self.throttled = 0
+        self.requests = 0
+        self.max_window = 0
+        self.window: collections.deque[float] = collections.deque()
+
+
+def _response(status: str, body: bytes, content_type: bytes, extra: bytes = b"") -> bytes:
+    return (
+        b"HTTP/1.1 " + status.encode() + b"\r\nContent-Type: " + content_type
+        + b"\r\nContent-Length: " + str(len(body)).encode() + b"\r\n" + extra
+        + b"Connection: keep-alive\r\n\r\n" + body
+    )
+
+
+def _v2_ok() -> bytes:
+    return _response("200 OK", b'{"MessageId":"sink-%d"}' % next(_counter), b"application/json")
+
+
+def _v1_ok(action: bytes) -> bytes:
+    n = next(_counter)
+    body = (
+        b'<%sResponse xmlns="http://ses.amazonaws.com/doc/2010-12-01/"><%sResult>'
+        b"<MessageId>sink-%d</MessageId></%sResult><ResponseMetadata><RequestId>r-%d"
+        b"</RequestId></ResponseMetadata></%sResponse>"
+    ) % (action, action, n, action, n, action)
+    return _response("200 OK", body, b"text/xml")
+
+
+def _dm_ok() -> bytes:
+    n = next(_counter)
+    return _response(
+        "200 OK", b'{"EnvId":"%d","RequestId":"r-%d"}' % (n, n), b"application/json"
+    )
+
+
+_V2_THROTTLE = _response(
+    "429 Too Many Requests",
+    b'{"message":"Maximum sending rate exceeded."}',
+    b"application/json",
+    b"x-amzn-ErrorType: TooManyRequestsException\r\n",
+)
+_V1_THROTTLE = _response(
+    "400 Bad Request",
+    b'<ErrorResponse xmlns="http://ses.amazonaws.com/doc/2010-12-01/"><Error><Type>Sender'
+    b"</Type><Code>Throttling</Code><Message>Maximum sending rate exceeded.</Message></Error>"
+    b"<RequestId>r</RequestId></ErrorResponse>",
+    b"text/xml",
+)
+_DM_THROTTLE = _response(
+    "400 Bad Request",
+    b'{"Code":"Throttling.User","Message":"Request was denied due to user flow control.",'
+    b'"RequestId":"r"}',
+    b"application/json",
+)
+
+
+class SinkProtocol(asyncio.Protocol):
+    def __init__(self, stats: Stats, quota: float | None, latency: float) -> None:
+        self.stats = stats
+        self.quota = quota
+        self.latency = latency
+        self.buffer = bytearray()
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # uvloop's TCPTransport
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        while True:
+            end = self.buffer.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            head = bytes(self.buffer[:end])
+            length = 0
+            lower = head.lower()
+            at = lower.find(b"\r\ncontent-length:")
+            if at >= 0:
+                stop = lower.find(b"\r\n", at + 2)
+                length = int(lower[at + 17 : stop if stop > 0 else None])
+            total = end + 4 + length
+            if len(self.buffer) < total:
+                return
+            body = bytes(self.buffer[end + 4 : total])
+            del self.buffer[:total]
+            self.answer(head, body)
+
+    def admit(self) -> bool:
+        stats = self.stats
+        stats.requests += 1
+        if self.quota is None:
+            stats.accepted += 1
+            return True
+        now = time.monotonic()
+        window = stats.window
+        while window and window[0] <= now - 1.0:
+            window.popleft()
+        if len(window) + 1 > self.quota:
+            stats.throttled += 1
+            return False
+        window.append(now)
+        stats.max_window = max(stats.max_window, len(window))
+        stats.accepted += 1
+        return True
+
+    def answer(self, head: bytes, body: bytes) -> None:
+        line = head.split(b"\r\n", 1)[0]
+        if line.startswith(b"GET /_stats"):
+            s = self.stats
+            usage = resource.getrusage(resource.RUSAGE_SELF)
+            doc = {
+                "requests": s.requests,
+                "accepted": s.accepted,
+                "throttled": s.throttled,
+                "max_window": s.max_window,
+                "cpu_s": usage.ru_utime + usage.ru_stime,
+            }
+            self.send(_response("200 OK", json.dumps(doc).encode(), b"application/json"))
+            return
+        if line.startswith(b"GET /v2/email/account"):
+            quota = self.quota or 100000
+            doc = {"SendQuota": {"Max24HourSend": 1e9, "MaxSendRate": quota,
+                                 "SentLast24Hours": 0}}
+            self.send(_response("200 OK", json.dumps(doc).encode(), b"application/json"))
+            return
+        if b" /v2/email/outbound-emails" in line:
+            self.send(_v2_ok() if self.admit() else _V2_THROTTLE)
+            return
+        if b"Action=SingleSendMail" in body:
+            self.send(_dm_ok() if self.admit() else _DM_THROTTLE)
+            return
+        action = b"SendRawEmail" if b"Action=SendRawEmail" in body else b"SendEmail"
+        self.send(_v1_ok(action) if self.admit() else _V1_THROTTLE)
+
+    def send(self, payload: bytes) -> None:
+        if self.transport is None:
+            return
+        if self.latency:
+            asyncio.get_running_loop().call_later(self.latency, self._write, payload)
+        else:
+            self.transport.write(payload)
+
+    def _write(self, payload: bytes) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(payload)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None
+
+
+async def serve(port: int, quota: float | None, latency: float) -> None:
+    stats = Stats()
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(
+        lambda: SinkProtocol(stats, quota, latency), "127.0.0.1", port, backlog=1024
+    )
+    bound = server.sockets[0].getsockname()[1]
+    print(f"PORT {bound}", flush=True)
+    async with server:
+        await server.serve_forever()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--quota", type=float)
+    parser.add_argument("--latency", type=float, default=0.0)
+    args = parser.parse_args()
+    try:
+        import uvloop
+
+        runner = asyncio.Runner(loop_factory=uvloop.new_event_loop)
+    except ImportError:  # pragma: no cover
+        runner = asyncio.Runner()
+    try:
+        with runner:
+            runner.run(serve(args.port, args.quota, args.latency))
+    except KeyboardInterrupt:
+        pass
+    sys.stdout.flush()
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    main()
