@@ -55,6 +55,8 @@ _CUT = 0.7  # throttled(): multiply the effective rate by this ...
 _CUT_INTERVAL = 1.0  # ... at most once per this many seconds (in-flight throttles count once)
 _FLOOR = 0.05  # ... but never below max(1, 5 % of R)
 _RECOVER = 0.03  # succeeded(): regain 3 % of R per second of clean sending
+_BELOW_OBSERVED = 0.95  # throttled(): go 5 % under what the provider accepted last second
+_MIN_EVIDENCE = 0.25  # seconds of answers needed before trusting the observed rate
 
 
 class _Waiter:
@@ -99,8 +101,9 @@ class RateLimiter:
     """
 
     __slots__ = (
-        "_cap", "_clock", "_cut_at", "_effective", "_headroom", "_in_window", "_interval",
-        "_log", "_rate", "_tat", "_tau", "_timer", "_waiters",
+        "_accepted", "_accepted_n", "_cap", "_clock", "_cut_at", "_effective", "_first_ok",
+        "_headroom", "_in_window", "_interval", "_log", "_rate", "_tat", "_tau", "_timer",
+        "_waiters", "_window_cap",
     )  # fmt: skip
 
     def __init__(
@@ -118,7 +121,10 @@ class RateLimiter:
         self._timer: asyncio.TimerHandle | None = None
         self._cut_at = -math.inf
         self._interval = self._tau = 0.0
-        self._cap = 1
+        self._cap = self._window_cap = 1
+        self._accepted: deque[list[float]] = deque()  # [time, n] of answers, last second
+        self._accepted_n = 0.0
+        self._first_ok: float | None = None
         self._retune()
 
     @property
@@ -181,19 +187,49 @@ class RateLimiter:
         self._arm()
 
     def throttled(self) -> None:
-        """The provider said "Maximum sending rate exceeded": slow down (once per second)."""
+        """The provider said "Maximum sending rate exceeded": slow down (once per second).
+
+        With at least a quarter second of answers seen, the new rate is 5 % under what the
+        provider actually accepted over the last second (never above 95 % of the current
+        rate): a throttle from timing jitter costs 5 % for a couple of seconds, while a
+        ``rate`` set far above the real quota is corrected in one step instead of many.
+        Without that evidence the rate is multiplied by 0.7.
+        """
         now = self._clock()
         if now - self._cut_at < _CUT_INTERVAL:
             return
         self._cut_at = now
-        self._effective = max(self._floor(self._rate), self._effective * _CUT)
+        self._prune_accepted(now)
+        if self._first_ok is not None and now - self._first_ok >= _MIN_EVIDENCE:
+            observed = self._accepted_n / min(1.0, now - self._first_ok)
+            target = min(self._effective, observed) * _BELOW_OBSERVED
+        else:
+            target = self._effective * _CUT
+        self._effective = max(self._floor(self._rate), target)
         self._retune()
+
+    def _prune_accepted(self, now: float) -> None:
+        accepted = self._accepted
+        while accepted and now - accepted[0][0] > 1.0:
+            self._accepted_n -= accepted.popleft()[1]
 
     def succeeded(self, n: int = 1) -> None:
         """``n`` recipients were accepted: recover additively towards :attr:`rate`."""
-        if n <= 0 or self._effective >= self._rate:
+        if n <= 0:
             return
-        if self._clock() - self._cut_at < _CUT_INTERVAL:
+        now = self._clock()
+        if self._first_ok is None:
+            self._first_ok = now
+        accepted = self._accepted
+        if accepted and now - accepted[-1][0] < 0.01:
+            accepted[-1][1] += n  # coalesce: one entry per 10 ms keeps this O(1) and small
+        else:
+            accepted.append([now, float(n)])
+            self._prune_accepted(now)
+        self._accepted_n += n
+        if self._effective >= self._rate:
+            return
+        if now - self._cut_at < _CUT_INTERVAL:
             return  # answers to requests sent before the last cut are not clean sending
         # n recipients took n/e seconds to send, so this regains _RECOVER·R per second.
         gain = _RECOVER * self._rate * n / self._effective
@@ -223,6 +259,13 @@ class RateLimiter:
         self._interval = interval
         self._tau = max(0.0, math.floor(e) * self._interval - 1.0 - _MARGIN)
         self._cap = max(1, math.floor(self._rate))
+        # The hard ledger keeps part of the headroom free once it is worth a recipient, so a
+        # catch-up after late timers never spends the margin that absorbs arrival jitter at
+        # the provider (at exactly R, a loopback sink with a strict window throttled 8 of
+        # 20,000 at R = 500). Small quotas (R·h/2 < 1) keep floor(R).
+        # Half the headroom stays free for jitter, half lets late timers catch up.
+        margin = math.floor(self._rate * self._headroom / 2)
+        self._window_cap = max(1, self._cap - margin)
 
     def _earliest(self, cost: int, now: float) -> float:
         """The first time ``>= now`` at which ``cost`` recipients satisfy rules 1-3."""
@@ -232,7 +275,7 @@ class RateLimiter:
         at = max(now, self._tat - self._tau)
         if log:
             at = max(at, log[-1][0])
-            excess = self._in_window + cost - self._cap
+            excess = self._in_window + cost - max(self._window_cap, cost)
             if excess > 0:  # wait until enough of the last second has slid out of the window
                 for edge, c in log:
                     excess -= c
