@@ -173,6 +173,9 @@ def pacing(args: argparse.Namespace) -> None:
             achieved = result["sent"] / result["wall_s"]
             print(f"| {rate:g} | {n} | {result['wall_s']:.1f} | {achieved / rate:.3f} "
                   f"| {stats['throttled']} | {stats['max_window']} |", flush=True)
+            if stats["throttle_times"]:
+                print(f"  throttled at (s from first request): {stats['throttle_times']}",
+                      file=sys.stderr)
 
 
 def latency(args: argparse.Namespace) -> None:

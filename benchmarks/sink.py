@@ -38,6 +38,8 @@ class Stats:
         self.requests = 0
         self.max_window = 0
         self.window: collections.deque[float] = collections.deque()
+        self.first: float | None = None
+        self.throttle_times: list[float] = []
 
 
 def _response(status: str, body: bytes, content_type: bytes, extra: bytes = b"") -> bytes:
@@ -128,11 +130,15 @@ class SinkProtocol(asyncio.Protocol):
             stats.accepted += 1
             return True
         now = time.monotonic()
+        if stats.first is None:
+            stats.first = now
         window = stats.window
         while window and window[0] <= now - 1.0:
             window.popleft()
         if len(window) + 1 > self.quota:
             stats.throttled += 1
+            if len(stats.throttle_times) < 100:
+                stats.throttle_times.append(round(now - stats.first, 3))
             return False
         window.append(now)
         stats.max_window = max(stats.max_window, len(window))
@@ -149,6 +155,7 @@ class SinkProtocol(asyncio.Protocol):
                 "accepted": s.accepted,
                 "throttled": s.throttled,
                 "max_window": s.max_window,
+                "throttle_times": s.throttle_times,
                 "cpu_s": usage.ru_utime + usage.ru_stime,
             }
             self.send(_response("200 OK", json.dumps(doc).encode(), b"application/json"))
