@@ -296,6 +296,11 @@ class MimeBuilder:
     def max_bytes(self) -> int | None:
         return self._max_bytes
 
+    @property
+    def shared_size(self) -> int:
+        """Encoded bytes of the campaign-wide attachments, which every message carries."""
+        return self._shared_size
+
     def build(
         self,
         message: Message,

@@ -83,6 +83,10 @@ class Renderer:
     ``sources`` maps a part name (``"subject"``, ``"text"``, ``"html"``) to the file it came
     from, for error messages. ``sender``, ``reply_to``, ``unsubscribe_mailto``, ``tags`` and
     ``configuration_set`` are constants shared by every message.
+
+    ``headers_only=True`` is for a provider-stored template, which holds the subject and
+    bodies itself: ``subject`` must be empty and ``text``/``html`` ``None``, and each message
+    carries only the per-row headers (``List-Unsubscribe`` and friends) and the constants.
     """
 
     __slots__ = (
@@ -115,9 +119,15 @@ class Renderer:
         tags: Mapping[str, str] | None = None,
         configuration_set: str | None = None,
         sources: Mapping[str, str] | None = None,
+        headers_only: bool = False,
     ) -> None:
         self._sources = dict(sources or {})
-        if text is None and html is None:
+        if headers_only:
+            if subject or text is not None or html is not None:
+                raise ConfigError(
+                    "a stored template replaces subject/text/html; remove them", key="template"
+                )
+        elif text is None and html is None:
             raise ConfigError("a campaign needs a text or an html body", key="text")
         _constant("sender", sender)
         if not sender.strip():

@@ -176,6 +176,10 @@ def _v1_params(message: Message, extra: Mapping[str, str]) -> dict[str, str]:
         params[f"Tags.member.{i}.Name"] = name
         params[f"Tags.member.{i}.Value"] = value
     params.update(extra)
+    if message.raw is not None and "ReturnPath" in params:
+        # SendRawEmail has no ReturnPath: its Source is where bounces and complaints go
+        # (and wins over a Return-Path header in the raw text); From stays in the raw text.
+        params["Source"] = params.pop("ReturnPath")
     return params
 
 
