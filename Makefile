@@ -22,6 +22,13 @@ run: $(STAMP)
 	@echo "Open the messages in examples/outbox/ (one .eml per recipient);"
 	@echo "per-recipient outcomes are in examples/campaign.results.jsonl."
 
+# The same over Alibaba Cloud DirectMail (SingleSendMail, one signed call per recipient).
+run-directmail: $(STAMP)
+	rm -f examples/directmail.journal.sqlite* examples/directmail.results.jsonl
+	$(BIN)/bulkmail examples/directmail.yaml
+	@echo "Open the messages in examples/outbox/ (one .eml per recipient);"
+	@echo "per-recipient outcomes are in examples/directmail.results.jsonl."
+
 lint: $(STAMP)
 	$(BIN)/ruff check bulkmail tests benchmarks
 

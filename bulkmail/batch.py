@@ -1,0 +1,299 @@
+"""DirectMail ``mode: batch``: one ``BatchSendMail`` call per console recipient list.
+
+In batch mode DirectMail does the per-recipient work itself: the template
+(``directmail.template_name``) and the recipient list (``directmail.receivers_name``) both
+live in the DirectMail console, and one call sends the whole list. So there is no journal of
+recipients here; what is recorded is each *call*, as one JSON line in the results file::
+
+    {"receivers_name": "spring", "template_name": "news", "status": "sent",
+     "env_id": "600000000123456", "error_code": null, "error": null, "attempts": 1,
+     "first_attempt_at": "2026-03-01T09:00:00.000Z", "finished_at": "2026-03-01T09:00:00.210Z"}
+
+``receivers_name`` is one name today, because that is what ``campaign.py`` accepts (a
+one-line string); :func:`receivers_names` also takes a list so that allowing several in the
+campaign file is a change to the checker only. The lists are sent in the order given, one
+call each.
+
+Pacing: BatchSendMail allows 20 calls per 60 s (10 outside China); every *attempt*, retries
+included, goes through :func:`~bulkmail.providers.directmail.batch_limiter`. Answers:
+
+========== ===========================================================================
+sent       the line says ``sent`` with the ``EnvId``
+throttled  back off (:class:`~bulkmail.sender.RetryPolicy`, ``max_throttled``), try again
+retry      5xx / connection refused: back off, try again, up to the campaign's
+           ``max_attempts``; then ``failed``
+ambiguous  no answer after the request went out: ``failed`` with that error code and *not*
+           retried, since a second call could send the whole list twice (check the
+           console's sending log before running again)
+rejected   ``failed``; the next list is still sent
+fatal      the line is written, then :class:`~bulkmail.errors.FatalProviderError`
+quota      the line is written, then :class:`~bulkmail.errors.QuotaExhausted`
+========== ===========================================================================
+
+Re-running is safe: a list whose last line in the results file says ``sent`` for the same
+template is skipped, so a whole list is never sent twice by a re-run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import parseaddr
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import orjson
+from aiolimiter import AsyncLimiter
+
+from bulkmail.campaign import Campaign
+from bulkmail.engine import Summary
+from bulkmail.errors import CampaignStopped, ConfigError, FatalProviderError, QuotaExhausted
+from bulkmail.journal import Recovery
+from bulkmail.providers.base import Outcome, Verdict
+from bulkmail.providers.directmail import DirectMailProvider, batch_limiter
+from bulkmail.sender import RetryPolicy
+
+
+@dataclass(slots=True, frozen=True, kw_only=True)
+class BatchCall:
+    """What became of one ``BatchSendMail`` call (one line of the results file)."""
+
+    receivers_name: str
+    template_name: str
+    status: str  # "sent" | "failed"
+    env_id: str | None
+    error_code: str | None
+    error: str | None
+    attempts: int
+    first_attempt_at: str
+    finished_at: str
+
+    def as_json(self) -> bytes:
+        return orjson.dumps(
+            {
+                "receivers_name": self.receivers_name,
+                "template_name": self.template_name,
+                "status": self.status,
+                "env_id": self.env_id,
+                "error_code": self.error_code,
+                "error": self.error,
+                "attempts": self.attempts,
+                "first_attempt_at": self.first_attempt_at,
+                "finished_at": self.finished_at,
+            }
+        )
+
+
+@dataclass(slots=True, kw_only=True)
+class BatchSummary:
+    """What a batch run did: calls sent, failed, and skipped as already sent.
+
+    >>> s = BatchSummary(name="spring", results="spring.results.jsonl", sent=1)
+    >>> s.counts, s.exit_code
+    ({'sent': 1, 'failed': 0, 'skipped': 0}, 0)
+    """
+
+    name: str
+    results: str
+    sent: int = 0
+    failed: int = 0
+    skipped: int = 0
+    duration: float = 0.0
+    calls: list[BatchCall] = field(default_factory=list)
+    stopped: str | None = None
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return {"sent": self.sent, "failed": self.failed, "skipped": self.skipped}
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.failed or self.stopped else 0
+
+    def as_summary(self) -> Summary:
+        """The engine's :class:`~bulkmail.engine.Summary` (counts are *lists*, not
+        recipients), so ``run_campaign`` and the CLI report a batch run like any other."""
+        return Summary(
+            name=self.name,
+            counts=self.counts,
+            sent_this_run=self.sent,
+            duration=self.duration,
+            rate=self.sent / self.duration if self.duration > 0 else 0.0,
+            recovery=Recovery(ambiguous=0, requeued=0, uncertain=0),
+            results=self.results,
+            journal="",
+            stopped=self.stopped,
+            stop_kind="interrupted" if self.stopped else None,
+        )
+
+
+def receivers_names(options: Mapping[str, Any]) -> tuple[str, ...]:
+    """The recipient lists of ``campaign.directmail``: one name, or a list of names.
+
+    >>> receivers_names({"receivers_name": "spring"})
+    ('spring',)
+    >>> receivers_names({"receivers_name": ["a", "b", "a"]})
+    ('a', 'b')
+    """
+    raw = options.get("receivers_name")
+    names = [raw] if isinstance(raw, str) else list(raw or [])
+    if not names or not all(isinstance(n, str) and n for n in names):
+        raise ValueError("directmail.receivers_name must be a name or a list of names")
+    return tuple(dict.fromkeys(names))
+
+
+def _stamp(now: float) -> str:
+    return datetime.fromtimestamp(now, UTC).isoformat(timespec="milliseconds").replace(
+        "+00:00", "Z"
+    )
+
+
+def _already_sent(results: Path, template: str) -> set[str]:
+    """Lists whose last line in ``results`` says ``sent`` with ``template``."""
+    last: dict[str, bool] = {}
+    try:
+        with results.open("rb") as f:
+            for line in f:
+                try:
+                    doc = orjson.loads(line)
+                except orjson.JSONDecodeError:
+                    continue  # a torn last line from a crash: that call is not counted
+                if isinstance(doc, dict) and isinstance(doc.get("receivers_name"), str):
+                    last[doc["receivers_name"]] = (
+                        doc.get("status") == "sent" and doc.get("template_name") == template
+                    )
+    except FileNotFoundError:
+        pass
+    return {name for name, sent in last.items() if sent}
+
+
+def _append(out: BinaryIO, call: BatchCall) -> None:
+    out.write(call.as_json() + b"\n")
+    out.flush()
+    os.fsync(out.fileno())  # at most 20 calls a minute: durable lines cost nothing
+
+
+async def run_batch_campaign(
+    campaign: Campaign,
+    provider: DirectMailProvider,
+    *,
+    results: Path,
+    limiter: AsyncLimiter | None = None,
+    retry: RetryPolicy | None = None,
+    stop: asyncio.Event | None = None,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    rng: random.Random | None = None,
+    clock: Callable[[], float] = time.time,
+) -> BatchSummary:
+    """Send the campaign's console template to each of its console lists; see the module.
+
+    ``provider`` must already be entered (``async with``). ``limiter`` defaults to
+    :func:`batch_limiter` for the provider's region; tests pass a fast one. ``stop`` ends
+    the run between calls (Ctrl-C).
+
+    >>> async def main(campaign: Campaign) -> None:                  # doctest: +SKIP
+    ...     async with DirectMailProvider(credentials=creds) as dm:
+    ...         summary = await run_batch_campaign(campaign, dm, results=campaign.results)
+    """
+    options = campaign.directmail
+    if options.get("mode") != "batch":
+        raise ConfigError("run_batch_campaign needs directmail.mode: batch",
+                          file=str(campaign.path), key="directmail.mode")
+    template = str(options["template_name"])
+    try:
+        names = receivers_names(options)
+    except ValueError as exc:
+        raise ConfigError(str(exc), file=str(campaign.path),
+                          key="directmail.receivers_name") from None
+    account = parseaddr(campaign.sender)[1]
+    limiter = limiter if limiter is not None else batch_limiter(provider.region)
+    policy = retry if retry is not None else RetryPolicy(max_attempts=campaign.max_attempts)
+    rng = rng or random.Random()
+    summary = BatchSummary(name=campaign.name, results=str(results))
+    started = time.monotonic()
+    done = _already_sent(results, template)
+    results.parent.mkdir(parents=True, exist_ok=True)
+
+    async def attempt(name: str) -> Outcome:
+        async with limiter:
+            return await provider.batch_send(
+                template_name=template,
+                receivers_name=name,
+                account_name=account,
+                address_type=int(options.get("address_type", 1)),
+                tag_name=options.get("tag_name"),
+                click_trace=options.get("click_trace"),
+            )
+
+    with results.open("ab") as out:
+        for name in names:
+            if name in done:
+                summary.skipped += 1
+                continue
+            if stop is not None and stop.is_set():
+                summary.stopped = "stopped before every list was sent"
+                break
+            first = clock()
+            attempts = throttled = 0
+            while True:
+                outcome = await attempt(name)
+                attempts += 1
+                verdict = outcome.verdict
+                if verdict is Verdict.THROTTLED:
+                    throttled += 1
+                    if throttled < policy.max_throttled:
+                        await sleep(_delay(policy, outcome, min(throttled, 6), rng))
+                        continue
+                elif verdict is Verdict.RETRY and attempts - throttled < policy.max_attempts:
+                    await sleep(_delay(policy, outcome, attempts - throttled, rng))
+                    continue
+                break
+            ok = verdict is Verdict.SENT
+            call = BatchCall(
+                receivers_name=name,
+                template_name=template,
+                status="sent" if ok else "failed",
+                env_id=outcome.message_id,
+                error_code=outcome.error_code,
+                error=outcome.error,
+                attempts=attempts,
+                first_attempt_at=_stamp(first),
+                finished_at=_stamp(clock()),
+            )
+            _append(out, call)
+            summary.calls.append(call)
+            if ok:
+                summary.sent += 1
+            else:
+                summary.failed += 1
+            stopping = _stopping(verdict, outcome)
+            if stopping is not None:
+                summary.duration = time.monotonic() - started
+                raise stopping
+    summary.duration = time.monotonic() - started
+    return summary
+
+
+def _delay(policy: RetryPolicy, outcome: Outcome, attempt: int, rng: random.Random) -> float:
+    delay = policy.delay(attempt, rng)
+    if outcome.retry_after is not None:
+        delay = max(delay, min(outcome.retry_after, policy.cap))
+    return delay
+
+
+def _stopping(verdict: Verdict, outcome: Outcome) -> CampaignStopped | None:
+    text = f"{outcome.error_code}: {outcome.error}" if outcome.error else str(outcome.error_code)
+    if verdict is Verdict.FATAL:
+        return FatalProviderError(text, code=outcome.error_code)
+    if verdict is Verdict.QUOTA:
+        return QuotaExhausted(text, code=outcome.error_code)
+    return None
+
+
+__all__ = ["BatchCall", "BatchSummary", "receivers_names", "run_batch_campaign"]
+
