@@ -124,6 +124,7 @@ def _smtp_provider(campaign: Campaign, environ: Mapping[str, str] | None) -> Pro
     from bulkmail.providers.smtp import SmtpProvider, ses_smtp_credentials
 
     config = campaign.provider
+    assert config.host is not None and config.port is not None
     env = os.environ if environ is None else environ
     username, password = config.username, None
     if config.password_env:
@@ -133,14 +134,28 @@ def _smtp_provider(campaign: Campaign, environ: Mapping[str, str] | None) -> Pro
                 f"the SMTP password variable {config.password_env} (provider.password_env) "
                 "is not set"
             )
-    elif config.host and config.host.startswith("email-smtp.") and username is None:
+    elif username is not None:
+        raise ConfigError(
+            "provider.username needs provider.password_env: the name of the environment "
+            "variable that holds the SMTP password",
+            file=str(campaign.path),
+            key="provider.password_env",
+        )
+    elif config.host.lower().startswith("email-smtp."):
         # SES SMTP with only an access key pair: derive the SMTP password ourselves.
         creds = aws_from_env(environ)
-        region = config.region or config.host.split(".")[1]
+        if creds.session_token:
+            # The SMTP password carries no session token, so SES refuses one derived from
+            # temporary (STS, SSO, instance role) keys; it needs an IAM user's own key.
+            raise CredentialsError(
+                "SES SMTP needs an IAM user's long-term access key, not temporary credentials "
+                "(AWS_SESSION_TOKEN is set); or set provider.username and "
+                "provider.password_env from 'bulkmail smtp-password'"
+            )
+        region = config.region or config.host.split(".")[1].lower()
         username, password = ses_smtp_credentials(
             creds.access_key_id, creds.secret_access_key, region
         )
-    assert config.host is not None and config.port is not None
     return SmtpProvider(
         host=config.host,
         port=config.port,
