@@ -40,13 +40,13 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
 
-import aiohttp
 import orjson
 from aiolimiter import AsyncLimiter
 
 from bulkmail.message import Message
 from bulkmail.providers.base import Outcome, Quota, Verdict
 from bulkmail.providers.errors import scrub, transport_outcome
+from bulkmail.providers.http import HttpPool
 from bulkmail.signing.aliyun import (
     AlibabaCredentials,
     percent_encode,
@@ -245,7 +245,7 @@ class DirectMailProvider:
         self._click_trace = click_trace
         self._tag_name = tag_name
         self._from_alias = from_alias
-        self._session: aiohttp.ClientSession | None = None
+        self._pool: HttpPool | None = None
         self._secrets = (
             credentials.access_key_secret,
             credentials.security_token,
@@ -253,14 +253,8 @@ class DirectMailProvider:
         )
 
     async def __aenter__(self) -> DirectMailProvider:
-        connector = aiohttp.TCPConnector(
-            limit=self._max_connections, keepalive_timeout=30, ttl_dns_cache=300
-        )
-        self._session = aiohttp.ClientSession(
-            connector=connector,
-            timeout=aiohttp.ClientTimeout(total=self._timeout),
-            skip_auto_headers=("User-Agent", "Accept-Encoding", "Content-Type"),
-            raise_for_status=False,
+        self._pool = HttpPool(
+            self._endpoint, max_connections=self._max_connections, timeout=self._timeout
         )
         return self
 
@@ -270,9 +264,9 @@ class DirectMailProvider:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
 
     # -- checks before any request ---------------------------------------------------------
 
@@ -370,7 +364,7 @@ class DirectMailProvider:
     # -- the wire ---------------------------------------------------------------------------
 
     async def _call(self, params: Mapping[str, str]) -> tuple[int, Mapping[str, str], bytes]:
-        if self._session is None:
+        if self._pool is None:
             raise RuntimeError("use 'async with DirectMailProvider(...)' before sending")
         # A fresh nonce and timestamp on every attempt, retries included.
         signed = sign_params(
@@ -380,11 +374,8 @@ class DirectMailProvider:
             nonce=self._nonce(),
             timestamp=rpc_timestamp(self._clock()),
         )
-        async with self._session.post(
-            self._endpoint + "/", data=_form(signed), headers={"Content-Type": _FORM}
-        ) as response:
-            data = await response.read()
-            return response.status, response.headers, data
+        response = await self._pool.request("POST", "/", [("Content-Type", _FORM)], _form(signed))
+        return response.status, response.headers, response.body
 
     async def send(self, message: Message) -> Outcome:
         """Send one attempt; every answer becomes an :class:`Outcome`, never an exception."""

@@ -15,6 +15,7 @@ from collections.abc import Iterable
 import aiohttp
 
 from bulkmail.providers.base import Outcome, Verdict
+from bulkmail.providers.http import ConnectFailed, ResponseLost
 
 _MAX_ERROR_CHARS = 300
 # Everything from these phrases on is the server echoing our request back: drop it.
@@ -57,6 +58,10 @@ def transport_outcome(exc: BaseException) -> Outcome:
     provider may have accepted the message.
     """
     name = type(exc).__name__
+    if isinstance(exc, ConnectFailed):
+        return Outcome(Verdict.RETRY, error_code="ConnectError", error=f"cannot connect: {exc}")
+    if isinstance(exc, ResponseLost):
+        return Outcome(Verdict.AMBIGUOUS, error_code="ResponseLost", error=str(exc) or name)
     if isinstance(exc, aiohttp.ClientConnectorError):
         return Outcome(Verdict.RETRY, error_code="ConnectError", error=f"cannot connect: {exc}")
     if isinstance(exc, asyncio.TimeoutError | TimeoutError):
