@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
+from bulkmail.batch import run_batch_campaign
 from bulkmail.campaign import Campaign
 from bulkmail.compose import Composer
 from bulkmail.credentials import alibaba_from_env, aws_from_env
@@ -24,6 +25,7 @@ from bulkmail.engine import BENIGN_SKIPS, CampaignRun, Progress, Summary
 from bulkmail.errors import ConfigError, CredentialsError, FatalProviderError
 from bulkmail.journal import Journal
 from bulkmail.providers.base import Provider
+from bulkmail.providers.directmail import DirectMailProvider
 from bulkmail.recipients import Recipient, read_recipients, read_suppressed
 from bulkmail.render import RenderProblem
 from bulkmail.signing import AlibabaCredentials, AwsCredentials
@@ -194,6 +196,11 @@ async def run_campaign(
         if provider is None:
             provider = await stack.enter_async_context(open_provider(campaign))
         await stack.enter_async_context(_entered(provider))
+        if campaign.directmail.get("mode") == "batch" and isinstance(provider, DirectMailProvider):
+            batch = await run_batch_campaign(
+                campaign, provider, results=campaign.results, stop=stop
+            )
+            return batch.as_summary()
         rate, daily_limit = campaign.rate, campaign.daily_limit
         if rate is None:
             quota = await provider.get_quota()

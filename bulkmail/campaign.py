@@ -49,6 +49,7 @@ from bulkmail._yamlconfig import (
     string,
 )
 from bulkmail.errors import ConfigError
+from bulkmail.providers.smtp import SMTP_PRESETS
 
 MAX_BODY_BYTES = 10 * 1024 * 1024  #: text/html files (and the campaign file) above this are refused
 MAX_ATTACHMENT_BYTES = 40 * 1024 * 1024  #: SES's ceiling for a whole message; no provider is higher
@@ -369,13 +370,13 @@ class _CampaignChecker(Checker):
             )
         host = self.require(m, "provider.host", _HOST)
         default_tls = "starttls"
-        if host == "ses":
-            region = region or "us-east-1"
-            host = f"email-smtp.{region}.amazonaws.com"
-        elif host == "directmail":
-            region = region or "cn-hangzhou"
-            host = "smtpdm.aliyun.com" if region == "cn-hangzhou" else f"smtpdm-{region}.aliyun.com"
-            default_tls = "implicit"
+        if host in SMTP_PRESETS:  # one table of preset hosts, kept with the SMTP provider
+            region = region or ("us-east-1" if host == "ses" else "cn-hangzhou")
+            try:
+                host, _, default_tls = SMTP_PRESETS[host](region)
+            except ValueError as exc:
+                self.bad("provider.region", str(exc))
+                host = "invalid.invalid"
         elif region is not None:
             self.bad("provider.region", "applies to smtp only with host: ses or directmail")
         tls = self.get(m, "provider.tls", choice("starttls", "implicit", "none")) or default_tls

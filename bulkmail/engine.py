@@ -171,8 +171,12 @@ class CampaignRun:
         self._journal: Journal | None = None
         self._outcomes: list[RowOutcome] = []
         self._tasks: set[asyncio.Task[None]] = set()
+        # Raw messages are built when composed: bound what waits in the queue by bytes too
+        # (64 MiB), so a campaign with a 10 MB attachment cannot hold gigabytes ahead.
+        size = self.composer.raw_size_hint
+        depth = 4 * chunk if size is None else max(16, min(4 * chunk, (64 << 20) // size))
         self._queue: asyncio.Queue[tuple[PendingRow, Message] | None] = asyncio.Queue(
-            maxsize=4 * chunk
+            maxsize=depth
         )
         self._dispatched = 0
         self._interrupted = False

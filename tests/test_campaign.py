@@ -526,3 +526,33 @@ def test_example_campaign_is_valid() -> None:
     c = Campaign.from_file(example)
     assert c.provider.endpoint == "sandbox" and c.text and c.html
     assert c.sources["text"].endswith("news.txt")
+
+
+@pytest.mark.parametrize(
+    ("region", "host"),
+    [
+        ("cn-hangzhou", "smtpdm.aliyun.com"),
+        ("ap-southeast-1", "smtpdm-ap-southeast-1.aliyuncs.com"),
+        ("eu-central-1", "smtpdm-eu-central-1.aliyuncs.com"),
+    ],
+)
+def test_directmail_smtp_preset_uses_the_documented_host(
+    folder: Path, region: str, host: str
+) -> None:
+    text = GOOD.replace(
+        "  name: ses\n  region: eu-west-1\n  endpoint: sandbox\n",
+        f"  name: smtp\n  host: directmail\n  region: {region}\n"
+        "  username: news@example.com\n  password_env: DM_SMTP_PASSWORD\n",
+    ).replace("tags: {campaign: spring}\n", "")
+    campaign = Campaign.from_file(write(folder, text))
+    assert (campaign.provider.host, campaign.provider.port, campaign.provider.tls) == (
+        host, 465, "implicit")
+
+
+def test_directmail_smtp_preset_refuses_an_unknown_region(folder: Path) -> None:
+    text = GOOD.replace(
+        "  name: ses\n  region: eu-west-1\n  endpoint: sandbox\n",
+        "  name: smtp\n  host: directmail\n  region: mars-north-1\n",
+    )
+    with pytest.raises(ConfigError, match="provider.region"):
+        Campaign.from_file(write(folder, text))

@@ -430,3 +430,15 @@ if __name__ == "__main__":
         asyncio.run(_serve())
     else:
         uvloop.run(_serve())
+
+
+async def test_batch_mode_through_run_campaign(tmp_path: Path) -> None:
+    """`mode: batch` via the public API (endpoint: sandbox): one BatchSendMail call."""
+    from bulkmail import run_campaign
+
+    campaign = batch_campaign(tmp_path)
+    summary = await run_campaign(campaign)
+    assert summary.exit_code == 0
+    [line] = lines(campaign.results)
+    assert line["status"] == "sent" and line["receivers_name"] == "spring"
+    assert line["env_id"]

@@ -250,9 +250,9 @@ class Sandbox:
         self._prune(now)
         v2 = api == "sesv2"
         if self._daily_quota is not None and self._day_sum + count > self._daily_quota:
-            return ses.daily_exceeded(v2) if api != "directmail" else dm.DAILY_EXCEEDED
+            return ses.daily_exceeded(v2) if not api.startswith("directmail") else dm.DAILY_EXCEEDED
         if self._quota is not None and self._window_sum + count > self._quota:
-            return ses.throttled(v2) if api != "directmail" else dm.THROTTLED
+            return ses.throttled(v2) if not api.startswith("directmail") else dm.THROTTLED
         return None
 
     # --- serving ---------------------------------------------------------------------------
@@ -398,7 +398,9 @@ class Sandbox:
     def _accept(self, send: SendRequest) -> str:
         now = self._clock()
         count = send.recipients
-        message_id = dm.new_env_id() if send.api == "directmail" else ses.new_message_id(now)
+        message_id = (
+            dm.new_env_id() if send.api.startswith("directmail") else ses.new_message_id(now)
+        )
         self._window.append((now, count))
         self._window_sum += count
         self._day.append((now, count))
