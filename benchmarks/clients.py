@@ -60,6 +60,9 @@ def _request(templates: Any, row: dict[str, str]) -> dict[str, Any]:
     }
 
 
+SPAN_RATE: dict[str, float] = {}
+
+
 def run_bulkmail(folder: Path, url: str, concurrency: int) -> int:
     from bulkmail.cli import main
 
@@ -70,6 +73,7 @@ def run_bulkmail(folder: Path, url: str, concurrency: int) -> int:
              "--concurrency", str(concurrency)]
         )
     summary = json.loads(out.getvalue().strip().splitlines()[-1])
+    SPAN_RATE["rate"] = float(summary["rate_per_s"])  # first send to last send
     if code != 0:
         print(out.getvalue(), file=sys.stderr)
     return int(summary["sent_this_run"])
@@ -155,7 +159,7 @@ def main() -> None:
     cpu = time.process_time() - start_cpu
     maxrss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps({"client": which, "sent": sent, "wall_s": wall, "cpu_s": cpu,
-                      "maxrss_mb": maxrss_mb}))
+                      "maxrss_mb": maxrss_mb, "span_rate": SPAN_RATE.get("rate")}))
 
 
 if __name__ == "__main__":
