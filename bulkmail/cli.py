@@ -218,6 +218,8 @@ def cmd_sandbox(argv: Sequence[str], out: TextIO, err: TextIO) -> int:
     p.add_argument("--quota", type=float, help="recipients per second before throttling")
     p.add_argument("--daily-quota", type=int, help="recipients per day before refusing")
     p.add_argument("--outbox", default="outbox", help="folder for accepted messages")
+    p.add_argument("--latency", type=float, default=0.0,
+                   help="seconds to delay every answer (a distant provider)")
     args = p.parse_args(argv)
     from bulkmail.servers.sandbox import run_sandbox
 
@@ -228,6 +230,7 @@ def cmd_sandbox(argv: Sequence[str], out: TextIO, err: TextIO) -> int:
                 quota=args.quota,
                 outbox=Path(args.outbox),
                 daily_quota=args.daily_quota,
+                latency=args.latency,
             )
         )
     except KeyboardInterrupt:

@@ -88,6 +88,8 @@ class Summary:
     stopped: str | None = None
     stop_kind: Literal["fatal", "quota", "interrupted"] | None = None
     problem_skips: int = 0
+    #: Seconds from the start of the run to the first accepted send (None: nothing sent).
+    first_send_s: float | None = None
 
     @property
     def complete(self) -> bool:
@@ -117,6 +119,7 @@ class Summary:
             "results": self.results,
             "journal": self.journal,
             "exit_code": self.exit_code,
+            "first_send_s": None if self.first_send_s is None else round(self.first_send_s, 3),
         }
 
 
@@ -180,6 +183,7 @@ class CampaignRun:
         )
         self._dispatched = 0
         self._interrupted = False
+        self._limit_stop: QuotaExhausted | None = None
         self._problem_skips = 0
 
     async def _db(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -322,7 +326,11 @@ class CampaignRun:
 
     @property
     def _stopping(self) -> bool:
-        return self.stop_event.is_set() or self.sender.stopped is not None
+        return (
+            self.stop_event.is_set()
+            or self.sender.stopped is not None
+            or self._limit_stop is not None
+        )
 
     async def _dispatch(self) -> None:
         ended = False
@@ -343,7 +351,7 @@ class CampaignRun:
                 break
             await self._db(self._j.mark_in_flight, [row.id for row, _ in batch])
             for index, (row, message) in enumerate(batch):
-                if self._stopping:
+                if self.stop_event.is_set() or self.sender.stopped is not None:
                     self._give_back(batch[index:])
                     break
                 await self.sender.acquire_slot()
@@ -371,11 +379,10 @@ class CampaignRun:
             return batch
         room = max(0, self.daily_limit - self._dispatched)
         if room < len(batch):
-            self.sender.stop(
-                QuotaExhausted(
-                    f"daily limit of {self.daily_limit} recipients reached for this run",
-                    code="DailyLimit",
-                )
+            # Stop dispatching, but let recipients already under way finish: they count.
+            self._limit_stop = QuotaExhausted(
+                f"daily limit of {self.daily_limit} recipients reached for this run",
+                code="DailyLimit",
             )
             batch = batch[:room]
         self._dispatched += len(batch)
@@ -443,7 +450,7 @@ class CampaignRun:
     async def _finish(self, recovery: Recovery) -> Summary:
         await self._db(self._j.export_results, self.campaign.results)
         counts = await self._db(self._j.counts)
-        stopped = self.sender.stopped
+        stopped = self.sender.stopped or self._limit_stop
         kind: Literal["fatal", "quota", "interrupted"] | None = None
         if isinstance(stopped, QuotaExhausted):
             kind = "quota"
@@ -464,4 +471,9 @@ class CampaignRun:
             stopped=str(stopped) if stopped else ("interrupted" if self._interrupted else None),
             stop_kind=kind,
             problem_skips=problem_skips,
+            first_send_s=(
+                None
+                if self.progress.first_send_at is None
+                else self.progress.first_send_at - self.progress.started_at
+            ),
         )

@@ -149,12 +149,13 @@ def _outbox_recipients(outbox: Path) -> list[str]:
 
 
 @pytest.fixture
-def sandbox_process(tmp_path: Path) -> Any:
+def sandbox_process(tmp_path: Path, request: pytest.FixtureRequest) -> Any:
     outbox = tmp_path / "outbox"
     port = free_port()
+    latency = getattr(request, "param", 0.0)
     proc = subprocess.Popen(
         [sys.executable, "-m", "bulkmail", "sandbox", "--port", str(port),
-         "--outbox", str(outbox)],
+         "--outbox", str(outbox), "--latency", str(latency)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     url = f"http://127.0.0.1:{port}"
@@ -246,3 +247,41 @@ async def test_sender_api_against_sandbox_with_faults() -> None:
         assert all(d.ok for d in deliveries)
         assert len(sandbox.accepted) == 40
         assert sandbox.stats["errors_injected"] > 0
+
+
+async def test_rate_auto_reads_the_quota_and_stays_within_the_day(
+    make_campaign: CampaignFactory,
+) -> None:
+    # The account allows 80/s and 30 more today: rate auto paces to 80/s with no throttle,
+    # and the run pauses at 30 (resumable) instead of hitting the daily error.
+    path = make_campaign(count=50, domain="auto.example.org", rate="auto")
+    async with Sandbox(quota=80, daily_quota=30) as sandbox:
+        provider = SesProvider(credentials=SANDBOX_AWS, endpoint=sandbox.url)
+        summary = await run_campaign(path, provider=provider)
+        assert sandbox.stats["throttled"] == 0
+        assert sandbox.stats["accepted"] == 30
+    assert summary.stop_kind == "quota" and summary.counts["sent"] == 30
+    assert summary.counts["pending"] == 20
+    assert 0 < summary.rate <= 80 * 1.1  # 30 sends: the start-up burst shows; no throttle
+
+
+@pytest.mark.parametrize("sandbox_process", [1.0], indirect=True)  # slow answers: a long drain
+def test_second_ctrl_c_quits_at_once_and_the_journal_stays_consistent(
+    sandbox_process: Any, make_campaign: CampaignFactory
+) -> None:
+    url, outbox = sandbox_process
+    n = 1500
+    path = make_campaign(count=n, domain="twice.example.org", rate=300)
+    proc = _cli(path, url)
+    _wait_for_progress(path, outbox, 100, proc)
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.3)  # the drain waits for answers that take a second
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    assert "quit at once" in err and "Traceback" not in err
+    rerun = _cli(path, url)
+    _, err2 = rerun.communicate(timeout=120)
+    assert rerun.returncode == 0, err2
+    rows = results(load_campaign(path).results)
+    assert_exactly_once_or_flagged(_outbox_recipients(outbox), rows)

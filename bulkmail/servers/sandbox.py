@@ -423,11 +423,20 @@ class Sandbox:
 
 
 async def run_sandbox(
-    *, port: int, quota: float | None, outbox: Path, daily_quota: int | None = None
+    *,
+    port: int,
+    quota: float | None,
+    outbox: Path,
+    daily_quota: int | None = None,
+    latency: float = 0.0,
 ) -> None:
-    """Serve on 127.0.0.1:``port`` until cancelled, after printing how to use it."""
+    """Serve on 127.0.0.1:``port`` until cancelled, after printing how to use it.
+
+    ``latency`` delays every answer, to see a campaign against a distant provider.
+    """
+    faults = Faults(latency=latency) if latency else None
     async with Sandbox(port=port, quota=quota, daily_quota=daily_quota,
-                       outbox=outbox) as sandbox:
+                       outbox=outbox, faults=faults) as sandbox:
         limits = f"{quota:g} recipients/s" if quota is not None else "no rate limit"
         if daily_quota is not None:
             limits += f", {daily_quota} recipients/day"
