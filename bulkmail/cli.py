@@ -220,6 +220,10 @@ def cmd_sandbox(argv: Sequence[str], out: TextIO, err: TextIO) -> int:
     p.add_argument("--outbox", default="outbox", help="folder for accepted messages")
     p.add_argument("--latency", type=float, default=0.0,
                    help="seconds to delay every answer (a distant provider)")
+    p.add_argument("--faults", type=float, default=0.0, metavar="SHARE",
+                   help="share of sends (0-1) that meet a fault: 500, 503, reset, lost "
+                   "answer, slow answer")
+    p.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     from bulkmail.servers.sandbox import run_sandbox
 
@@ -231,6 +235,8 @@ def cmd_sandbox(argv: Sequence[str], out: TextIO, err: TextIO) -> int:
                 outbox=Path(args.outbox),
                 daily_quota=args.daily_quota,
                 latency=args.latency,
+                fault_rate=args.faults,
+                seed=args.seed,
             )
         )
     except KeyboardInterrupt:

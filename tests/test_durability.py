@@ -152,10 +152,10 @@ def _outbox_recipients(outbox: Path) -> list[str]:
 def sandbox_process(tmp_path: Path, request: pytest.FixtureRequest) -> Any:
     outbox = tmp_path / "outbox"
     port = free_port()
-    latency = getattr(request, "param", 0.0)
+    extra: list[str] = list(getattr(request, "param", []))
     proc = subprocess.Popen(
         [sys.executable, "-m", "bulkmail", "sandbox", "--port", str(port),
-         "--outbox", str(outbox), "--latency", str(latency)],
+         "--outbox", str(outbox), *extra],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     url = f"http://127.0.0.1:{port}"
@@ -265,7 +265,7 @@ async def test_rate_auto_reads_the_quota_and_stays_within_the_day(
     assert 0 < summary.rate <= 80 * 1.1  # 30 sends: the start-up burst shows; no throttle
 
 
-@pytest.mark.parametrize("sandbox_process", [1.0], indirect=True)  # slow answers: a long drain
+@pytest.mark.parametrize("sandbox_process", [["--latency", "1"]], indirect=True)  # long drain
 def test_second_ctrl_c_quits_at_once_and_the_journal_stays_consistent(
     sandbox_process: Any, make_campaign: CampaignFactory
 ) -> None:
@@ -283,5 +283,31 @@ def test_second_ctrl_c_quits_at_once_and_the_journal_stays_consistent(
     rerun = _cli(path, url)
     _, err2 = rerun.communicate(timeout=120)
     assert rerun.returncode == 0, err2
+    rows = results(load_campaign(path).results)
+    assert_exactly_once_or_flagged(_outbox_recipients(outbox), rows)
+
+
+@pytest.mark.parametrize(
+    "sandbox_process", [["--faults", "0.05", "--quota", "1500", "--seed", "7"]], indirect=True
+)
+def test_20k_under_faults_and_throttling_then_sigkill_and_rerun(
+    sandbox_process: Any, make_campaign: CampaignFactory
+) -> None:
+    """The issue's done-when: 20,000 recipients, 5 % faults of every kind (500, 503, reset,
+    lost answer, slow answer) plus a throttling quota below the campaign's rate, SIGKILL at a
+    random moment, rerun: nobody missing, duplicates only among flagged recipients."""
+    url, outbox = sandbox_process
+    n = 20_000
+    path = make_campaign(count=n, domain="storm.example.org", rate=2000,
+                         extra="max_attempts: 10\n")
+    proc = _cli(path, url)
+    _wait_for_progress(path, outbox, random.Random(20).randint(2000, 8000), proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate()
+    rerun = _cli(path, url, "--json")
+    out, err = rerun.communicate(timeout=300)
+    assert rerun.returncode == 0, err
+    summary = json.loads(out.strip().splitlines()[-1])
+    assert summary["counts"]["sent"] == n
     rows = results(load_campaign(path).results)
     assert_exactly_once_or_flagged(_outbox_recipients(outbox), rows)

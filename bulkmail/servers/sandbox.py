@@ -429,12 +429,20 @@ async def run_sandbox(
     outbox: Path,
     daily_quota: int | None = None,
     latency: float = 0.0,
+    fault_rate: float = 0.0,
+    seed: int = 0,
 ) -> None:
     """Serve on 127.0.0.1:``port`` until cancelled, after printing how to use it.
 
-    ``latency`` delays every answer, to see a campaign against a distant provider.
+    ``latency`` delays every answer, to see a campaign against a distant provider;
+    ``fault_rate`` is the share of sends that meet a fault, spread evenly over 500, 503,
+    reset before answering, answer lost after accepting, and a slow (2 s) answer.
     """
-    faults = Faults(latency=latency) if latency else None
+    share = fault_rate / 5
+    faults = Faults(
+        seed=seed, latency=latency, error_500=share, error_503=share, reset_before=share,
+        lost_after_accept=share, slow=share, slow_seconds=2.0,
+    ) if (latency or fault_rate) else None
     async with Sandbox(port=port, quota=quota, daily_quota=daily_quota,
                        outbox=outbox, faults=faults) as sandbox:
         limits = f"{quota:g} recipients/s" if quota is not None else "no rate limit"
