@@ -74,6 +74,7 @@ def run_bulkmail(folder: Path, url: str, concurrency: int) -> int:
         )
     summary = json.loads(out.getvalue().strip().splitlines()[-1])
     SPAN_RATE["rate"] = float(summary["rate_per_s"])  # first send to last send
+    SPAN_RATE["first_send_s"] = float(summary.get("first_send_s") or -1)
     if code != 0:
         print(out.getvalue(), file=sys.stderr)
     return int(summary["sent_this_run"])
@@ -159,7 +160,8 @@ def main() -> None:
     cpu = time.process_time() - start_cpu
     maxrss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps({"client": which, "sent": sent, "wall_s": wall, "cpu_s": cpu,
-                      "maxrss_mb": maxrss_mb, "span_rate": SPAN_RATE.get("rate")}))
+                      "maxrss_mb": maxrss_mb, "span_rate": SPAN_RATE.get("rate"),
+                      "first_send_s": SPAN_RATE.get("first_send_s")}))
 
 
 if __name__ == "__main__":

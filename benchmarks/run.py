@@ -82,9 +82,12 @@ def sink_stats(url: str) -> dict[str, Any]:
         return result
 
 
-def run_client(which: str, folder: Path, url: str, concurrency: int) -> dict[str, Any]:
-    for stale in folder.glob("campaign.journal.sqlite*"):
-        stale.unlink()
+def run_client(
+    which: str, folder: Path, url: str, concurrency: int, *, keep_journal: bool = False
+) -> dict[str, Any]:
+    if not keep_journal:
+        for stale in folder.glob("campaign.journal.sqlite*"):
+            stale.unlink()
     before = sink_stats(url)
     out = subprocess.run(
         [sys.executable, "-m", "benchmarks.clients", which, str(folder), url,
@@ -193,6 +196,19 @@ def latency(args: argparse.Namespace) -> None:
           f"rate); first-to-last send {span:,.0f}/s ({span / args.rate:.1%})")
 
 
+def resume(args: argparse.Namespace) -> None:
+    """Stop a 1M campaign half way (daily_limit), then time the rerun to its first send."""
+    with tempfile.TemporaryDirectory() as tmp, sink() as url:
+        folder = Path(tmp)
+        write_campaign(folder, args.n, rate=1_000_000, extra=f"daily_limit: {args.n // 2}\n")
+        first = run_client("bulkmail", folder, url, 256, keep_journal=False)
+        second = run_client("bulkmail", folder, url, 256, keep_journal=True)
+    print(f"{args.n:,}-row list: first run sent {first['sent']:,} (first send after "
+          f"{first['first_send_s']:.2f}s); resumed run reached its first new send after "
+          f"{second['first_send_s']:.2f}s and sent {second['sent']:,} more "
+          f"(peak RSS {max(first['maxrss_mb'], second['maxrss_mb']):.0f} MB)")
+
+
 def memory(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as tmp, sink() as url:
         folder = Path(tmp)
@@ -201,13 +217,14 @@ def memory(args: argparse.Namespace) -> None:
         result = run_client("bulkmail", folder, url, 256)
         print(f"{args.n:,} recipients: {result['sent']:,} sent in {result['wall_s']:.0f}s "
               f"({result['sent'] / result['wall_s']:,.0f}/s), peak RSS "
-              f"{result['maxrss_mb']:.0f} MB, total {time.perf_counter() - started:.0f}s")
+              f"{result['maxrss_mb']:.0f} MB, first send after {result['first_send_s']:.2f}s, "
+              f"total {time.perf_counter() - started:.0f}s")
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("mode", nargs="?", default="throughput",
-                        choices=["throughput", "pacing", "latency", "memory"])
+                        choices=["throughput", "pacing", "latency", "memory", "resume"])
     parser.add_argument("--n", type=int, default=20000)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--only", default="bulkmail,boto3,aiobotocore")
@@ -226,7 +243,7 @@ def main(argv: list[str] | None = None) -> None:
     else:
         if args.n == 20000:
             args.n = 1_000_000
-        memory(args)
+        (memory if args.mode == "memory" else resume)(args)
 
 
 if __name__ == "__main__":

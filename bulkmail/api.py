@@ -13,7 +13,7 @@ import contextlib
 import tempfile
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -325,8 +325,3 @@ def check_campaign(
             for skip in journal.skips(codes=BENIGN_SKIPS):
                 note(skip["line"], skip["email"], skip["code"], skip["reason"])
     return report
-
-
-def with_endpoint(campaign: Campaign, endpoint: str) -> Campaign:
-    """The same campaign pointed at another endpoint (used by tests and the proxy later)."""
-    return replace(campaign, provider=replace(campaign.provider, endpoint=endpoint))

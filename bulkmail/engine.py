@@ -27,7 +27,7 @@ from typing import Any, Literal, TypeVar
 from bulkmail.campaign import Campaign
 from bulkmail.compose import Composer
 from bulkmail.errors import CampaignStopped, QuotaExhausted
-from bulkmail.journal import Journal, PendingRow, Recovery, RowOutcome
+from bulkmail.journal import BENIGN_SKIP_CODES, Journal, PendingRow, Recovery, RowOutcome
 from bulkmail.message import Message
 from bulkmail.recipients import (
     Recipient,
@@ -42,7 +42,7 @@ from bulkmail.sender import Delivery, Sender, Status
 T = TypeVar("T")
 
 #: Skip codes that are a decision (not a problem): they do not make the exit status 1.
-BENIGN_SKIPS = frozenset({"duplicate", "suppressed"})
+BENIGN_SKIPS = BENIGN_SKIP_CODES
 
 
 @dataclass(slots=True)
@@ -184,7 +184,6 @@ class CampaignRun:
         self._dispatched = 0
         self._interrupted = False
         self._limit_stop: QuotaExhausted | None = None
-        self._problem_skips = 0
 
     async def _db(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run ``fn`` in the journal thread. Once submitted, the work is never cancelled:
@@ -305,7 +304,6 @@ class CampaignRun:
             if len(recipients) + len(rejected) >= self.chunk:
                 last = False
                 break
-        self._problem_skips += len(rejected)
         rows = self._j.add_rows(recipients, rejected, through_line=through, last=last)
         return rows, last
 
@@ -314,7 +312,6 @@ class CampaignRun:
             recipient = Recipient(line=row.line, email=row.email, key="", fields=row.fields)
             rendered = self.composer.compose(recipient, key=row.id)
             if isinstance(rendered, RenderProblem):
-                self._problem_skips += 1
                 self.progress.skipped += 1
                 self._outcomes.append(
                     RowOutcome(row.id, "skipped", error_code=rendered.code, error=rendered.reason)
