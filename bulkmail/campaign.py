@@ -64,8 +64,8 @@ _TOP_KEYS = (
 #: Which providers each key applies to (the others refuse it); top level, then under provider.
 _TOP_KEY_PROVIDERS = {
     "configuration_set": ("ses", "smtp"), "tags": ("ses", "smtp"), "return_path": ("ses", "smtp"),
-    "template": ("ses",), "source_arn": ("ses",), "from_arn": ("ses",),
-    "return_path_arn": ("ses",), "directmail": ("directmail",),
+    "template": ("ses",), "source_arn": ("ses", "smtp"), "from_arn": ("ses", "smtp"),
+    "return_path_arn": ("ses", "smtp"), "directmail": ("directmail",),
 }  # fmt: skip
 _PROVIDER_KEYS: dict[str, tuple[str, ...]] = {
     "name": _PROVIDERS,

@@ -284,9 +284,19 @@ def _campaign_builder(campaign: Campaign) -> MimeBuilder:
             ) from exc  # fmt: skip
         except ValueError as exc:
             raise ConfigError(str(exc), file=file, key="attachments") from exc
+    extra: list[tuple[str, str]] = []
+    if provider.name == "smtp":
+        # Over SMTP the configuration set and message tags travel as SES's own headers
+        # (other relays ignore them); the API providers send them as request fields.
+        if campaign.configuration_set:
+            extra.append(("X-SES-CONFIGURATION-SET", campaign.configuration_set))
+        if campaign.tags:
+            tags = ", ".join(f"{k}={v}" for k, v in campaign.tags.items())
+            extra.append(("X-SES-MESSAGE-TAGS", tags))
     try:
         return MimeBuilder(
             attachments=attachments,
+            extra_headers=extra,
             max_bytes=max_bytes,
             ses_arn_headers={name: arn for name, arn in arns.items() if arn},
         )

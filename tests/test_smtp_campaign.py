@@ -493,3 +493,27 @@ def test_ssl_cert_file_reaches_the_default_context(
     assert os.environ["SSL_CERT_FILE"] == str(bundle)
     assert ssl.get_default_verify_paths().cafile == str(bundle)
     assert len(ssl.create_default_context().get_ca_certs()) == 1
+
+
+async def test_ses_headers_for_configuration_set_tags_and_delegated_sending(
+    smtp_server: StartServer, make_campaign: CampaignFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Over SMTP, SES takes the configuration set, tags and sending-authorization ARNs as
+    X-SES-* headers: each appears exactly once in every message."""
+    recorder, port = smtp_server(auth=True)
+    monkeypatch.setenv(PASSWORD_ENV, PASSWORD)
+    arn = "arn:aws:ses:us-east-1:123456789012:identity/example.com"
+    extra = (
+        "configuration_set: marketing\n"
+        "tags: {campaign: spring, team: news}\n"
+        f"source_arn: {arn}\nfrom_arn: {arn}\nreturn_path_arn: {arn}\n"
+    )
+    path = make_campaign(count=3, provider=smtp_provider(port), extra=extra)
+    summary = await bulkmail.run_campaign(path)
+    assert summary.counts.get("sent") == 3, summary
+    for received in recorder.by_recipient().values():
+        parsed = parse(received.content)
+        assert parsed.get_all("X-SES-CONFIGURATION-SET") == ["marketing"]
+        assert parsed.get_all("X-SES-MESSAGE-TAGS") == ["campaign=spring, team=news"]
+        for name in ("X-SES-SOURCE-ARN", "X-SES-FROM-ARN", "X-SES-RETURN-PATH-ARN"):
+            assert parsed.get_all(name) == [arn]
