@@ -314,26 +314,33 @@ class _Progress:
         )
         self._task_id = self._bar.add_task("sending", total=None, rate=0.0, failed=0)
         self._poller: asyncio.Task[None] | None = None
+        self._progress: Any = None
 
     def start(self, progress: Any) -> None:
+        self._progress = progress
         self._bar.start()
-        self._poller = asyncio.get_running_loop().create_task(self._poll(progress))
+        self._poller = asyncio.get_running_loop().create_task(self._poll())
 
-    async def _poll(self, progress: Any) -> None:
+    def _refresh(self) -> None:
+        progress = self._progress
+        total = (progress.imported + progress.requeued) if progress.import_done else None
+        self._bar.update(
+            self._task_id,
+            completed=progress.sent + progress.failed + progress.skipped,
+            total=total,
+            rate=progress.rate,
+            failed=progress.failed,
+        )
+
+    async def _poll(self) -> None:
         while True:
-            total = (progress.imported + progress.requeued) if progress.import_done else None
-            self._bar.update(
-                self._task_id,
-                completed=progress.sent + progress.failed + progress.skipped,
-                total=total,
-                rate=progress.rate,
-                failed=progress.failed,
-            )
+            self._refresh()
             await asyncio.sleep(0.25)
 
     def stop(self) -> None:
         if self._poller:
             self._poller.cancel()
+            self._refresh()  # the last frame shows the final counts
         self._bar.stop()
 
 
