@@ -203,7 +203,10 @@ async def run_campaign(
             return batch.as_summary()
         rate, daily_limit = campaign.rate, campaign.daily_limit
         if rate is None:
-            quota = await provider.get_quota()
+            try:
+                quota = await provider.get_quota()
+            except OSError as exc:  # ConnectionError / PermissionError from the provider
+                raise FatalProviderError(f"rate: auto could not read the quota: {exc}") from None
             if quota is None:
                 raise ConfigError(
                     "rate: auto needs a provider that reports its quota; set a number",

@@ -153,9 +153,9 @@ def cmd_send(argv: Sequence[str], out: TextIO, err: TextIO) -> int:
         print("quit at once; the journal is consistent. Resume with:", file=err)
         print("  " + _resume_command(argv), file=err)
         return 130
-    except CampaignStopped as exc:
+    except CampaignStopped as exc:  # before anything was sent (e.g. reading the quota)
         print(f"bulkmail: {exc}", file=err)
-        return 1
+        return 2
     c = summary.counts
     if not args.quiet or args.json:
         line = (

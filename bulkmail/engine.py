@@ -37,7 +37,7 @@ from bulkmail.recipients import (
     read_suppressed,
 )
 from bulkmail.render import RenderProblem
-from bulkmail.sender import Delivery, Sender, Status
+from bulkmail.sender import Delivery, RetryPolicy, Sender, Status
 
 T = TypeVar("T")
 
@@ -157,10 +157,10 @@ class CampaignRun:
         self.sender = sender or Sender(
             provider,
             rate=effective_rate,
+            retry=RetryPolicy(max_attempts=campaign.max_attempts),
             at_most_once=at_most_once,
             max_concurrency=campaign.concurrency or 512,
         )
-        self.sender.retry = type(self.sender.retry)(max_attempts=campaign.max_attempts)
         self.on_change = on_change
         self.at_most_once = at_most_once
         self.stop_event = stop or asyncio.Event()

@@ -311,3 +311,39 @@ def test_20k_under_faults_and_throttling_then_sigkill_and_rerun(
     assert summary["counts"]["sent"] == n
     rows = results(load_campaign(path).results)
     assert_exactly_once_or_flagged(_outbox_recipients(outbox), rows)
+
+
+def test_rate_auto_with_a_bad_key_exits_2_without_a_traceback(
+    make_campaign: CampaignFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import asyncio
+
+    from bulkmail.cli import main
+
+    async def serve() -> tuple[Sandbox, str]:
+        sandbox = Sandbox()
+        await sandbox.start()
+        return sandbox, sandbox.url
+
+    loop = asyncio.new_event_loop()
+    import threading
+
+    sandbox, url = loop.run_until_complete(serve())
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    try:
+        path = make_campaign(count=3, rate="auto", provider=f"name: ses\n  endpoint: {url}")
+        os.environ["AWS_ACCESS_KEY_ID"] = SANDBOX_AWS.access_key_id
+        os.environ["AWS_SECRET_ACCESS_KEY"] = "a-wrong-secret-for-the-quota"
+        try:
+            code = main([str(path)])
+        finally:
+            del os.environ["AWS_ACCESS_KEY_ID"], os.environ["AWS_SECRET_ACCESS_KEY"]
+        out, err = capsys.readouterr()
+        assert code == 2 and "quota" in err and "SignatureDoesNotMatch" in err
+        assert "Traceback" not in err and "a-wrong-secret-for-the-quota" not in out + err
+    finally:
+        asyncio.run_coroutine_threadsafe(sandbox.stop(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
