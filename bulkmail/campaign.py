@@ -12,7 +12,9 @@ Credentials never live in the campaign: a key that looks like one is refused, wi
 its value, because credentials come from the environment.
 
 The generic machinery (YAML with line numbers, value checkers, the problem collector) lives in
-:mod:`bulkmail._yamlconfig`; this module holds the campaign's keys and rules.
+:mod:`bulkmail._yamlconfig`, the provider rules (``provider:``, ``directmail:``, which keys each
+provider takes) in :mod:`bulkmail._providerconfig`; this module holds the campaign's other keys
+and rules.
 
 >>> campaign = Campaign.from_file("examples/campaign.yaml", overrides={"rate": 5})  # doctest: +SKIP
 >>> campaign.rate, campaign.results.name                                            # doctest: +SKIP
@@ -32,11 +34,10 @@ from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlsplit
 
+from bulkmail._providerconfig import ProviderChecker, ProviderConfig, endpoint_url
 from bulkmail._yamlconfig import (
     Bad,
-    Checker,
     address,
-    choice,
     describe,
     input_file,
     integer,
@@ -49,34 +50,16 @@ from bulkmail._yamlconfig import (
     string,
 )
 from bulkmail.errors import ConfigError
-from bulkmail.providers.smtp import SMTP_PRESETS
 
 MAX_BODY_BYTES = 10 * 1024 * 1024  #: text/html files (and the campaign file) above this are refused
 MAX_ATTACHMENT_BYTES = 40 * 1024 * 1024  #: SES's ceiling for a whole message; no provider is higher
 
-_PROVIDERS = ("ses", "directmail", "smtp")
 _TOP_KEYS = (
     "name", "provider", "rate", "daily_limit", "concurrency", "max_attempts", "from", "reply_to",
     "subject", "text", "html", "recipients", "suppress", "results", "journal",
     "configuration_set", "tags", "headers", "unsubscribe", "template", "attachments",
     "attachment_column", "source_arn", "from_arn", "return_path_arn", "return_path", "directmail",
 )  # fmt: skip
-#: Which providers each key applies to (the others refuse it); top level, then under provider.
-_TOP_KEY_PROVIDERS = {
-    "configuration_set": ("ses", "smtp"), "tags": ("ses", "smtp"), "return_path": ("ses", "smtp"),
-    "template": ("ses",), "source_arn": ("ses", "smtp"), "from_arn": ("ses", "smtp"),
-    "return_path_arn": ("ses", "smtp"), "directmail": ("directmail",),
-}  # fmt: skip
-_PROVIDER_KEYS: dict[str, tuple[str, ...]] = {
-    "name": _PROVIDERS,
-    "region": _PROVIDERS,
-    "endpoint": ("ses", "directmail"),
-    "api": ("ses",),
-    "version": ("directmail",),
-    **{k: ("smtp",) for k in ("host", "port", "tls", "username", "password_env", "pool")},
-}
-_DIRECTMAIL_KEYS = ("address_type", "click_trace", "tag_name", "mode", "template_name",
-                    "receivers_name")  # fmt: skip
 #: Headers bulkmail writes itself; each maps to the campaign key that sets it.
 _RESERVED_HEADERS = {
     "from": "from", "to": "recipients", "cc": "recipients", "bcc": "recipients",
@@ -86,37 +69,10 @@ _RESERVED_HEADERS = {
     "content-transfer-encoding": None, "sender": None,
 }  # fmt: skip
 _HEADER_NAME = re.compile(r"[!-9;-~]{1,76}")  # printable ASCII except ':' (RFC 5322 ftext)
-_REGION = pattern(r"[a-z]{2,}(-[a-z0-9]+)+", "must look like 'us-east-1' or 'cn-hangzhou'")
 _SES_NAME = pattern(r"[A-Za-z0-9_-]{1,64}", "must be 1-64 of A-Z a-z 0-9 _ -")  # sets, templates
 _TAG_NAME = pattern(r"[A-Za-z0-9_-]{1,256}", "tag names must be 1-256 of A-Z a-z 0-9 _ -")
 _TAG_VALUE = pattern(r"[A-Za-z0-9_-]{1,256}", "must be 1-256 of A-Z a-z 0-9 _ -")
-_ENV_NAME = pattern(r"[A-Za-z_][A-Za-z0-9_]*", "must be an environment variable name")
-_HOST = pattern(
-    r"[A-Za-z0-9.-]{1,253}|\[[0-9A-Fa-f:.]+\]", "must be a host name, 'ses' or 'directmail'"
-)
 _ARN = pattern(r"arn:aws[a-z-]*:ses:[a-z0-9-]+:\d{12}:identity/\S+", "must be an SES identity ARN")
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class ProviderConfig:
-    """Where and how to send: ``ses`` | ``directmail`` | ``smtp``, with defaults filled in.
-
-    For SMTP the host presets ``ses`` and ``directmail`` are resolved to the real host name
-    for ``region`` (``email-smtp.us-east-1.amazonaws.com``, ``smtpdm.aliyun.com``), and ``port``
-    defaults from ``tls`` (587 starttls, 465 implicit, 25 none).
-    """
-
-    name: str
-    region: str | None
-    endpoint: str | None  # None: the provider's public endpoint; "sandbox": embedded emulator
-    api: str = "v2"
-    version: str = "2015-11-23"
-    host: str | None = None
-    port: int | None = None
-    tls: str = "starttls"
-    username: str | None = None
-    password_env: str | None = None
-    pool: int = 4
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -225,8 +181,8 @@ def _file_digest(path: Path, campaign: Path) -> str:
     return digest.hexdigest()
 
 
-class _CampaignChecker(Checker):
-    """The campaign's keys and rules, on top of the generic :class:`Checker`."""
+class _CampaignChecker(ProviderChecker):
+    """The campaign's keys and rules, on top of the provider rules of :class:`ProviderChecker`."""
 
     credential_hint = (
         "looks like a credential; credentials are never read from the campaign file, they come "
@@ -247,10 +203,7 @@ class _CampaignChecker(Checker):
         flags = self.flags(overrides)
         provider = self.provider(m.get("provider"), flags)
         pname = provider.name if provider else None
-        for key, owners in _TOP_KEY_PROVIDERS.items():
-            if key in m and pname is not None and pname not in owners:
-                self.bad(key, f"applies only to provider {' or '.join(owners)}, not {pname}")
-                del m[key]
+        self.provider_only(m, pname)
 
         stem = self.path.stem
         rate = self.get(m, "rate", _rate)  # checked even when --rate wins
@@ -319,7 +272,7 @@ class _CampaignChecker(Checker):
         cwd_file = output_file(Path.cwd())
         checks: dict[str, Callable[[Any], Any]] = {
             "rate": _rate,
-            "endpoint": _endpoint,
+            "endpoint": endpoint_url,
             "concurrency": integer(1),
             "results": lambda value: cwd_file(value).absolute(),
             "journal": lambda value: cwd_file(value).absolute(),
@@ -337,65 +290,6 @@ class _CampaignChecker(Checker):
             except Bad as exc:
                 self.bad(flag, str(exc))
         return out
-
-    def provider(self, raw: Any, flags: dict[str, Any]) -> ProviderConfig | None:
-        if raw is None:
-            self.bad("provider", "is required (name: ses | directmail | smtp)")
-            return None
-        m = self.mapping(
-            {"name": raw} if isinstance(raw, str) else raw, "provider", tuple(_PROVIDER_KEYS)
-        )
-        name = self.require(m, "provider.name", choice(*_PROVIDERS))
-        if name is None:
-            return None
-        for key in list(m):
-            if name not in _PROVIDER_KEYS[key]:
-                owners = " or ".join(_PROVIDER_KEYS[key])
-                self.bad(f"provider.{key}", f"applies only to provider {owners}, not {name}")
-                del m[key]
-        region = self.get(m, "provider.region", _REGION)
-        endpoint = self.get(m, "provider.endpoint", _endpoint)
-        if "endpoint" in flags:
-            if name == "smtp":
-                self.bad("--endpoint", "does not apply to provider smtp (set provider.host)")
-            endpoint = flags["endpoint"]
-        common: dict[str, Any] = {"name": name, "endpoint": endpoint}
-        if name == "ses":
-            api = self.get(m, "provider.api", choice("v2", "v1"))
-            return ProviderConfig(**common, region=region or "us-east-1", api=api or "v2")
-        if name == "directmail":
-            version = self.get(m, "provider.version", choice("2015-11-23", "2017-06-22"))
-            return ProviderConfig(
-                **common, region=region or "cn-hangzhou", version=version or "2015-11-23"
-            )
-        host = self.require(m, "provider.host", _HOST)
-        default_tls = "starttls"
-        if host in SMTP_PRESETS:  # one table of preset hosts, kept with the SMTP provider
-            region = region or ("us-east-1" if host == "ses" else "cn-hangzhou")
-            try:
-                host, _, default_tls = SMTP_PRESETS[host](region)
-            except ValueError as exc:
-                self.bad("provider.region", str(exc))
-                host = "invalid.invalid"
-        elif region is not None:
-            self.bad("provider.region", "applies to smtp only with host: ses or directmail")
-        tls = self.get(m, "provider.tls", choice("starttls", "implicit", "none")) or default_tls
-        port = self.get(m, "provider.port", integer(1, 65535))
-        username = self.get(m, "provider.username", one_line)
-        password_env = self.get(m, "provider.password_env", _ENV_NAME)
-        if password_env is not None and username is None and "username" not in m:
-            self.bad("provider.password_env", "needs provider.username too")
-        pool = self.get(m, "provider.pool", integer(1, 100))
-        return ProviderConfig(
-            **common,
-            region=region,
-            host=host,
-            port=port or {"starttls": 587, "implicit": 465, "none": 25}[tls],
-            tls=tls,
-            username=username,
-            password_env=password_env,
-            pool=pool or 4,
-        )
 
     def content(self, m: dict[str, Any], stored: bool, sources: dict[str, str]) -> str:
         """Subject and body presence; returns the subject ("" when a stored template is used)."""
@@ -483,27 +377,6 @@ class _CampaignChecker(Checker):
             self.bad("unsubscribe", "give url, mailto or both")
         return m
 
-    def directmail(self, raw: Any, provider: str | None) -> dict[str, Any]:
-        if provider != "directmail":
-            return {}
-        m = self.mapping(raw or {}, "directmail", _DIRECTMAIL_KEYS)
-        mode = self.get(m, "directmail.mode", choice("single", "batch")) or "single"
-        address_type = self.get(m, "directmail.address_type", integer(0, 1))
-        click_trace = self.get(m, "directmail.click_trace", _zero_one)
-        tag_name = self.get(m, "directmail.tag_name", one_line)
-        out: dict[str, Any] = {
-            "address_type": 1 if address_type is None else address_type,
-            "click_trace": click_trace or "0",
-            **({} if tag_name is None else {"tag_name": tag_name}),
-            "mode": mode,
-        }
-        for name in ("template_name", "receivers_name"):
-            if mode == "batch":
-                out[name] = self.require(m, f"directmail.{name}", one_line)
-            elif name in m:
-                self.bad(f"directmail.{name}", "is used only with mode: batch")
-        return out
-
 
 # ------------------------------------------------------------------------------ campaign values
 
@@ -519,16 +392,6 @@ def _rate(value: Any) -> float | None:
     return float(value)
 
 
-def _endpoint(value: Any) -> str:
-    text = one_line(value).strip()
-    if text == "sandbox":
-        return text
-    parts = urlsplit(text)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise Bad(f"must be an http(s) URL or 'sandbox', got {text!r}")
-    return text
-
-
 def _unsubscribe_url(value: Any) -> str:
     text = one_line(value).strip()
     parts = urlsplit(text)
@@ -540,14 +403,6 @@ def _unsubscribe_url(value: Any) -> str:
 def _mailto(value: Any) -> str:
     text = string(value).strip()
     return address(text[7:] if text.lower().startswith("mailto:") else text)
-
-
-def _zero_one(value: Any) -> str:
-    if value in (0, 1, "0", "1") and not isinstance(value, bool):
-        return str(value)
-    raise Bad(
-        f'must be "0" or "1", got {describe(value) if not isinstance(value, str) else value!r}'
-    )
 
 
 __all__ = ["MAX_ATTACHMENT_BYTES", "MAX_BODY_BYTES", "Campaign", "ProviderConfig"]
