@@ -31,92 +31,24 @@ need ``synchronous=FULL`` at a cost on every commit. Nothing secret is stored.
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import os
 import sqlite3
-import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, Protocol, TypedDict
 
 import orjson
 
+from bulkmail import _journal_store as store
+from bulkmail._journal_store import SUPPRESSED
 from bulkmail.errors import JournalError
 
-SCHEMA_VERSION = 1
 #: Skip codes that are expected housekeeping rather than a problem with the list.
 BENIGN_SKIP_CODES = frozenset({"duplicate", "suppressed"})
-STATES = ("pending", "in_flight", "sent", "failed", "skipped", "uncertain")
 _FINAL = frozenset({"sent", "failed", "skipped", "uncertain"})
 _ATTEMPTED = frozenset({"sent", "failed", "uncertain"})
-_SUPPRESSED = "the address is on the suppression list"
-_IN_CLAUSE = 500  # keys per "IN (...)" lookup, well under SQLite's variable limit
-
-_SCHEMA = f"""
-CREATE TABLE meta (
-    one INTEGER PRIMARY KEY CHECK (one = 1),
-    campaign_hash TEXT NOT NULL,
-    list_hash TEXT NOT NULL,
-    created_at TEXT NOT NULL,
-    imported_through INTEGER NOT NULL DEFAULT 0,
-    finished_import INTEGER NOT NULL DEFAULT 0
-);
-CREATE TABLE rows (
-    id INTEGER PRIMARY KEY,                 -- the list line number
-    email TEXT NOT NULL,
-    key TEXT NOT NULL UNIQUE,               -- the dedupe key: the duplicate detector
-    fields BLOB NOT NULL,                   -- orjson
-    state TEXT NOT NULL DEFAULT 'pending' CHECK (state IN {STATES!r}),
-    possible_duplicate INTEGER NOT NULL DEFAULT 0,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    message_id TEXT,
-    error_code TEXT,
-    error TEXT,
-    first_attempt_at TEXT,
-    finished_at TEXT
-);
--- (state, rowid): pending() and recovery seek straight to their rows, counts() reads only it
-CREATE INDEX rows_state ON rows(state);
-CREATE INDEX rows_possible_duplicate ON rows(id) WHERE possible_duplicate = 1;
-CREATE TABLE skips (line INTEGER PRIMARY KEY, email TEXT NOT NULL, code TEXT NOT NULL,
-                    reason TEXT NOT NULL);
-CREATE TABLE suppressed (key TEXT PRIMARY KEY) WITHOUT ROWID;
-"""
-
-_INSERT_ROW = "INSERT INTO rows (id, email, key, fields) VALUES (?, ?, ?, ?)"
-_INSERT_SKIP = "INSERT OR IGNORE INTO skips (line, email, code, reason) VALUES (?, ?, ?, ?)"
-_MARK = (
-    "UPDATE rows SET state = 'in_flight', first_attempt_at = coalesce(first_attempt_at, ?) "
-    "WHERE id = ? AND state = 'pending'"
-)
-# ?1 state ?2 message_id ?3 error_code ?4 error ?5 attempts ?6 possible_duplicate (NULL: keep)
-# ?7 final? ?8 attempted? ?9 now ?10 id. Rows already in a final state are never touched:
-# a late or repeated outcome cannot turn a sent row back into a pending one.
-_RECORD = """
-UPDATE rows SET state = ?1,
-    message_id = coalesce(?2, message_id),
-    error_code = CASE WHEN ?7 THEN ?3 ELSE coalesce(?3, error_code) END,
-    error = CASE WHEN ?7 THEN ?4 ELSE coalesce(?4, error) END,
-    attempts = max(attempts, ?5),
-    possible_duplicate = coalesce(?6, possible_duplicate),
-    first_attempt_at = CASE WHEN ?8 THEN coalesce(first_attempt_at, ?9) ELSE first_attempt_at END,
-    finished_at = CASE WHEN ?7 THEN ?9 ELSE finished_at END
-WHERE id = ?10 AND state IN ('pending', 'in_flight')
-"""
-_PENDING_COLUMNS = "id, email, fields, possible_duplicate, attempts"
-_EXPORT = """
-SELECT id, email, state, message_id, error_code, error, attempts, possible_duplicate,
-       first_attempt_at, finished_at FROM rows
-UNION ALL
-SELECT line, email, 'skipped', NULL, code, reason, 0, 0, NULL, NULL FROM skips
-ORDER BY 1
-"""
-_EXPORT_KEYS = ("line", "email", "status", "message_id", "error_code", "error", "attempts",
-                "possible_duplicate", "first_attempt_at", "finished_at")
 
 
 class RecipientLike(Protocol):
@@ -221,119 +153,26 @@ class Journal:
         """
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        lock_fd = _lock(Path(f"{path}.lock"), path)
+        lock_fd = store.lock(Path(f"{path}.lock"), path)
         try:
             conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         except sqlite3.Error as exc:
-            _unlock(lock_fd)
+            store.unlock(lock_fd)
             raise JournalError(f"{path}: cannot open the journal: {exc}") from exc
         journal = cls(conn, lock_fd, path, clock)
         try:
-            recovery = journal._setup(campaign_hash, list_hash, on_change, at_most_once)
+            store.configure(conn)
+            with journal._tx():
+                store.prepare(conn, path, campaign_hash, list_hash, on_change, journal._now)
+                recovery = Recovery(*store.recover(conn, at_most_once, journal._now))
+                (journal._imported_through, journal._finished_import,
+                 journal._has_suppressed) = store.read_meta(conn)
         except BaseException as exc:
             journal.close()
             if isinstance(exc, sqlite3.DatabaseError):
                 raise JournalError(f"{path}: not a usable bulkmail journal: {exc}") from exc
             raise
         return journal, recovery
-
-    def _setup(
-        self, campaign_hash: str, list_hash: str, on_change: str, at_most_once: bool
-    ) -> Recovery:
-        conn = self._conn
-        conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute("PRAGMA synchronous = NORMAL")  # FULL would be needed for power loss
-        conn.execute("PRAGMA cache_size = -32000")
-        conn.execute("PRAGMA temp_store = MEMORY")
-        with self._tx():
-            version = conn.execute("PRAGMA user_version").fetchone()[0]
-            if version == 0:
-                if conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
-                    raise JournalError(f"{self.path}: exists and is not a bulkmail journal")
-                self._create(campaign_hash, list_hash)
-            elif version != SCHEMA_VERSION:
-                raise JournalError(
-                    f"{self.path}: journal format {version} is not supported "
-                    f"(this bulkmail writes format {SCHEMA_VERSION})"
-                )
-            else:
-                self._check_hashes(campaign_hash, list_hash, on_change)
-            recovery = self._recover(at_most_once)
-            row = conn.execute("SELECT imported_through, finished_import FROM meta").fetchone()
-            self._imported_through, self._finished_import = row[0], bool(row[1])
-            self._has_suppressed = conn.execute(
-                "SELECT EXISTS (SELECT 1 FROM suppressed)"
-            ).fetchone()[0] == 1
-        return recovery
-
-    def _create(self, campaign_hash: str, list_hash: str) -> None:
-        for statement in _SCHEMA.split(";"):  # no ";" inside a statement or comment
-            if statement.strip():
-                self._conn.execute(statement)
-        self._conn.execute(
-            "INSERT INTO meta (one, campaign_hash, list_hash, created_at) VALUES (1, ?, ?, ?)",
-            (campaign_hash, list_hash, self._now()),
-        )
-        self._conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-
-    def _check_hashes(self, campaign_hash: str, list_hash: str, on_change: str) -> None:
-        old_campaign, old_list = self._conn.execute(
-            "SELECT campaign_hash, list_hash FROM meta"
-        ).fetchone()
-        changed = [
-            what
-            for what, differs in (
-                ("the campaign content (subject, body, sender or settings)",
-                 old_campaign != campaign_hash),
-                ("the recipient list (or suppression list)", old_list != list_hash),
-            )
-            if differs
-        ]
-        if not changed:
-            return
-        if on_change == "restart":
-            for table in ("rows", "skips", "suppressed"):
-                self._conn.execute(f"DELETE FROM {table}")
-            self._conn.execute(
-                "UPDATE meta SET campaign_hash = ?, list_hash = ?, created_at = ?, "
-                "imported_through = 0, finished_import = 0",
-                (campaign_hash, list_hash, self._now()),
-            )
-        elif on_change == "force":
-            # A changed list may have grown: read it again after imported_through. Keys
-            # already in the journal are still recognised as duplicates, never resent.
-            self._conn.execute(
-                "UPDATE meta SET campaign_hash = ?, list_hash = ?, "
-                "finished_import = finished_import AND ?",
-                (campaign_hash, list_hash, old_list == list_hash),
-            )
-        else:
-            raise JournalError(
-                f"{self.path}: {' and '.join(changed)} changed since this journal was "
-                "started. Run again with --restart to start over (everyone is sent to "
-                "again) or --force to continue with the new content (recipients already "
-                "sent to are not sent to again)."
-            )
-
-    def _recover(self, at_most_once: bool) -> Recovery:
-        ambiguous = self._conn.execute(
-            "SELECT count(*) FROM rows WHERE state = 'in_flight'"
-        ).fetchone()[0]
-        if not ambiguous:
-            return Recovery(0, 0, 0)
-        if at_most_once:
-            self._conn.execute(
-                "UPDATE rows SET state = 'uncertain', finished_at = ?, "
-                "error_code = coalesce(error_code, 'interrupted'), error = coalesce(error, "
-                "'the run ended while this request was in flight: it may have been sent') "
-                "WHERE state = 'in_flight'",
-                (self._now(),),
-            )
-            return Recovery(ambiguous, 0, ambiguous)
-        self._conn.execute(
-            "UPDATE rows SET state = 'pending', possible_duplicate = 1 WHERE state = 'in_flight'"
-        )
-        return Recovery(ambiguous, ambiguous, 0)
 
     def close(self) -> None:
         """Close the database (checkpointing the WAL) and release the lock. Idempotent."""
@@ -342,7 +181,7 @@ class Journal:
         try:
             self._conn.close()
         finally:
-            _unlock(self._lock_fd)
+            store.unlock(self._lock_fd)
             self._lock_fd = -1
 
     def __enter__(self) -> Journal:
@@ -386,7 +225,7 @@ class Journal:
                     "UPDATE rows SET state = 'skipped', error_code = 'suppressed', "
                     "error = ?, finished_at = ? "
                     "WHERE state = 'pending' AND lower(key) IN (SELECT key FROM suppressed)",
-                    (_SUPPRESSED, self._now()),
+                    (SUPPRESSED, self._now()),
                 )
         self._has_suppressed = self._has_suppressed or added > 0
         return added
@@ -418,9 +257,11 @@ class Journal:
                 first[r.key] = r
         skips: list[tuple[int, str, str, str]] = []
         with self._tx():
-            existing = self._lookup("SELECT key, id FROM rows WHERE key IN ({})", first)
+            conn = self._conn
+            existing = store.lookup(conn, "SELECT key, id FROM rows WHERE key IN ({})", first)
             suppressed = (
-                self._lookup(
+                store.lookup(
+                    conn,
                     "SELECT key, 1 FROM suppressed WHERE key IN ({})",
                     {key.lower(): None for key in first},
                 )
@@ -428,49 +269,34 @@ class Journal:
                 else {}
             )
             new: list[RecipientLike] = []
-            for key, r in first.items():
-                if key.lower() in suppressed:
-                    skips.append((r.line, r.email, "suppressed", _SUPPRESSED))
-                elif key in existing:
-                    if existing[key] != r.line:  # the same line again is not a duplicate
-                        skips.append(_duplicate(r, existing[key]))
-                else:
-                    new.append(r)
-            for r in again:
+            for r in [*first.values(), *again]:
                 if r.key.lower() in suppressed:
-                    skips.append((r.line, r.email, "suppressed", _SUPPRESSED))
-                else:
+                    skips.append((r.line, r.email, "suppressed", SUPPRESSED))
+                elif first[r.key] is not r:  # a later line with a key seen in this chunk
                     skips.append(_duplicate(r, existing.get(r.key, first[r.key].line)))
+                elif r.key not in existing:
+                    new.append(r)
+                elif existing[r.key] != r.line:  # the same line again is not a duplicate
+                    skips.append(_duplicate(r, existing[r.key]))
             try:
-                self._conn.executemany(
-                    _INSERT_ROW, ((r.line, r.email, r.key, _dump(r.fields)) for r in new)
+                conn.executemany(
+                    store.INSERT_ROW,
+                    ((r.line, r.email, r.key, store.dump_fields(r.fields)) for r in new),
                 )
             except sqlite3.IntegrityError as exc:
                 raise JournalError(
                     f"{self.path}: two different recipients claim the same list line ({exc})"
                 ) from exc
-            self._conn.executemany(_INSERT_SKIP, skips)
-            self._conn.executemany(
-                _INSERT_SKIP,
-                ((x.line, x.email, x.code, x.reason) for x in rejected if x.line > done),
-            )
+            skips.extend((x.line, x.email, x.code, x.reason) for x in rejected if x.line > done)
+            conn.executemany(store.INSERT_SKIP, skips)
             through = max(done, through_line)
             finished = self._finished_import or last
-            self._conn.execute(
+            conn.execute(
                 "UPDATE meta SET imported_through = ?, finished_import = ?", (through, finished)
             )
         self._imported_through, self._finished_import = through, finished
         new.sort(key=_line)
         return [PendingRow(r.line, r.line, r.email, r.fields, False, 0) for r in new]
-
-    def _lookup(self, sql: str, keys: Mapping[str, object]) -> dict[str, int]:
-        found: dict[str, int] = {}
-        batch = list(keys)
-        for start in range(0, len(batch), _IN_CLAUSE):
-            part = batch[start : start + _IN_CLAUSE]
-            query = sql.format(",".join("?" * len(part)))
-            found.update(self._conn.execute(query, part).fetchall())
-        return found
 
     # -- sending --------------------------------------------------------------------------
 
@@ -483,10 +309,7 @@ class Journal:
         return self._select("uncertain", 0, limit)
 
     def _select(self, state: str, after_id: int, limit: int) -> list[PendingRow]:
-        cursor = self._conn.execute(
-            f"SELECT {_PENDING_COLUMNS} FROM rows WHERE state = ? AND id > ? ORDER BY id LIMIT ?",
-            (state, after_id, limit),
-        )
+        cursor = self._conn.execute(store.SELECT_STATE, (state, after_id, limit))
         return [
             PendingRow(i, i, email, orjson.loads(fields), bool(dup), attempts)
             for i, email, fields, dup, attempts in cursor
@@ -501,7 +324,7 @@ class Journal:
         now = self._now()
         with self._tx():
             before = self._conn.total_changes
-            self._conn.executemany(_MARK, ((now, i) for i in ids))
+            self._conn.executemany(store.MARK, ((now, i) for i in ids))
             marked = self._conn.total_changes - before
             if marked != len(ids):
                 raise JournalError(
@@ -514,7 +337,7 @@ class Journal:
         now = self._now()
         with self._tx():
             self._conn.executemany(
-                _RECORD,
+                store.RECORD,
                 (
                     (
                         o.state, o.message_id, o.error_code, o.error, o.attempts,
@@ -529,29 +352,11 @@ class Journal:
 
     def counts(self) -> dict[str, int]:
         """Rows per state (skipped list rows included), ``possible_duplicate`` and ``total``."""
-        counts = dict.fromkeys(STATES, 0)
-        conn = self._conn
-        counts.update(conn.execute("SELECT state, count(*) FROM rows GROUP BY state").fetchall())
-        counts["skipped"] += conn.execute("SELECT count(*) FROM skips").fetchone()[0]
-        counts["possible_duplicate"] = conn.execute(
-            "SELECT count(*) FROM rows WHERE possible_duplicate = 1"
-        ).fetchone()[0]
-        counts["total"] = sum(counts[s] for s in STATES)
-        return counts
+        return store.count_states(self._conn)
 
     def problem_skip_count(self, benign: Iterable[str] = BENIGN_SKIP_CODES) -> int:
         """Skipped list rows whose code is not housekeeping (bad rows, render problems)."""
-        codes = sorted(set(benign))
-        marks = ",".join("?" * len(codes))
-        n_skips = self._conn.execute(
-            f"SELECT count(*) FROM skips WHERE code NOT IN ({marks})", codes
-        ).fetchone()[0]
-        n_rows = self._conn.execute(
-            "SELECT count(*) FROM rows WHERE state = 'skipped' "
-            f"AND coalesce(error_code, '') NOT IN ({marks})",
-            codes,
-        ).fetchone()[0]
-        return int(n_skips + n_rows)
+        return store.count_problem_skips(self._conn, benign)
 
     def skips(self, codes: Iterable[str] | None = None) -> Iterator[SkipRow]:
         """Stream the skipped list rows (optionally only those with one of ``codes``)."""
@@ -568,33 +373,7 @@ class Journal:
         The file is streamed to a temporary file beside ``path`` from one consistent
         read of the journal, flushed to disk, then renamed over ``path``.
         """
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        written = 0
-        try:
-            with os.fdopen(fd, "wb", buffering=1 << 20) as out:
-                cursor = self._conn.execute(_EXPORT)  # one statement: one snapshot
-                while batch := cursor.fetchmany(2000):
-                    for row in batch:
-                        record = dict(zip(_EXPORT_KEYS, row, strict=True))
-                        record["possible_duplicate"] = bool(row[7])
-                        out.write(orjson.dumps(record))
-                        out.write(b"\n")
-                    written += len(batch)
-                out.flush()
-                try:  # mkstemp makes 0600: keep the old file's mode, else a plain file's
-                    os.fchmod(out.fileno(), path.stat().st_mode & 0o777)
-                except FileNotFoundError:
-                    os.fchmod(out.fileno(), 0o644)
-                os.fsync(out.fileno())
-            os.replace(tmp, path)
-            _fsync_dir(path.parent)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
-        return written
+        return store.write_results(self._conn, Path(path))
 
     # -- helpers --------------------------------------------------------------------------
 
@@ -610,8 +389,7 @@ class Journal:
         self._conn.execute("COMMIT")
 
     def _now(self) -> str:
-        stamp = datetime.fromtimestamp(self._clock(), UTC)
-        return stamp.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        return store.timestamp(self._clock())
 
 
 def _line(item: RecipientLike) -> int:
@@ -620,44 +398,6 @@ def _line(item: RecipientLike) -> int:
 
 def _duplicate(r: RecipientLike, first_line: int) -> tuple[int, str, str, str]:
     return (r.line, r.email, "duplicate", f"duplicate of line {first_line}")
-
-
-def _dump(fields: Mapping[str, Any]) -> bytes:
-    return orjson.dumps(fields if isinstance(fields, dict) else dict(fields))
-
-
-def _fsync_dir(directory: Path) -> None:
-    """Make a rename in ``directory`` durable."""
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _lock(lock_path: Path, journal: Path) -> int:
-    """Take an exclusive flock on ``lock_path`` and write our pid into it."""
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
-        os.close(fd)
-        raise JournalError(
-            f"{journal} is in use by another bulkmail run (pid {holder})"
-        ) from None
-    except BaseException:
-        os.close(fd)
-        raise
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-    return fd
-
-
-def _unlock(fd: int) -> None:
-    with contextlib.suppress(OSError):
-        fcntl.flock(fd, fcntl.LOCK_UN)
-    os.close(fd)
 
 
 __all__ = [
