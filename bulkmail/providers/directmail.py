@@ -36,17 +36,20 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from email.utils import getaddresses, parseaddr
-from types import TracebackType
 from typing import Any
-from urllib.parse import urlsplit
 
 import orjson
 from aiolimiter import AsyncLimiter
 
 from bulkmail.message import Message
+from bulkmail.providers._directmail_codes import (
+    classify_directmail_error,
+    error_fields,
+    json_object,
+)
+from bulkmail.providers._httpbase import _PooledHttpProvider
 from bulkmail.providers.base import Outcome, Quota, Verdict
 from bulkmail.providers.errors import scrub, transport_outcome
-from bulkmail.providers.http import HttpPool
 from bulkmail.signing.aliyun import (
     AlibabaCredentials,
     percent_encode,
@@ -69,45 +72,6 @@ MAX_HEADERS = 10
 _STANDARD_HEADERS = frozenset({"message-id", "list-unsubscribe", "list-unsubscribe-post"})
 _TAG_NAME = re.compile(r"[A-Za-z0-9_-]{1,128}")
 _FORM = "application/x-www-form-urlencoded; charset=utf-8"
-# A signature error echoes the server's string to sign ("POST&%2F&AccessKeyId%3D..."): cut
-# from there even if the wording before it is one scrub() does not know.
-_ECHOED_STRING_TO_SIGN = re.compile(r"(GET|POST)&%2F&", re.IGNORECASE)
-
-_THROTTLE_CODES = frozenset({"Throttling", "Throttling.User", "Throttling.Api"})
-_RETRY_CODES = frozenset({"ServiceUnavailable", "InternalError", "InternalServiceError"})
-_REJECT_CODES = frozenset({"InvalidToAddress", "InvalidToAddress.Spam",
-                           "InvalidReceiverName.Malformed"})  # fmt: skip
-_FATAL_CODES = frozenset(
-    {
-        "InvalidMailAddress.NotFound",
-        "InvalidMailAddressStatus.Malformed",
-        "InvalidMailAddressDomain.Malformed",
-        "InvalidMailAddressSendType.Malformed",
-        "SignatureDoesNotMatch",
-        "Signature",  # DirectMail's error-code table spells the signature error this way
-        "IncompleteSignature",
-        "InvalidAccessKeyId.NotFound",
-        "InvalidAccessKeyId.Inactive",
-        "Forbidden",
-        "Forbidden.RAM",
-        "InvalidTemplate.NotFound",
-        "InvalidReceiver.NotFound",
-        "InvalidTimeStamp.Expired",
-        "InvalidTimeStamp.Format",
-        # A reused nonce means our nonce/clock logic is broken: every later call would fail.
-        "SignatureNonceUsed",
-        "InvalidUser.NotFound",
-        "InvalidUserStatus",
-    }
-)
-# Prefixes that can only mean credentials or account state (STS token expired, key disabled).
-_FATAL_PREFIXES = ("Forbidden.", "InvalidAccessKeyId.", "InvalidSecurityToken.")
-# No daily-quota error code is published for SingleSendMail (the error table lists none; a
-# refused send over the account's limits comes back as InvalidSendMail.Spam, which the docs
-# gloss as "check user status, frequency limit, quota"). Any code naming a quota (the
-# sandbox's Throttling.DailyQuota, InvalidQuota, QuotaExhausted...) is taken as the daily
-# quota, and so is a message saying so.
-_QUOTA_MESSAGE = re.compile(r"daily (send(ing)? )?(quota|limit)|quota (exceeded|exhausted)", re.I)
 
 
 def endpoint_for(region: str) -> str:
@@ -143,46 +107,13 @@ def batch_limiter(region: str = "cn-hangzhou") -> AsyncLimiter:
     return AsyncLimiter(1, 6)
 
 
-def classify_directmail_error(status: int, code: str | None, message: str | None) -> Verdict:
-    """Which class a DirectMail error answer belongs to.
-
-    >>> classify_directmail_error(400, "Throttling.User", "Request was denied due to flow control.")
-    <Verdict.THROTTLED: 'throttled'>
-    >>> classify_directmail_error(400, "InvalidToAddress", "The toAddress is wrongly formed.")
-    <Verdict.REJECTED: 'rejected'>
-    """
-    code = code or ""
-    # Quota first: a daily limit may come as a Throttling.* code ("Throttling.DailyQuota").
-    if "quota" in code.lower() or (message and _QUOTA_MESSAGE.search(message)):
-        return Verdict.QUOTA
-    if code in _THROTTLE_CODES or code.startswith("Throttling."):
-        return Verdict.THROTTLED
-    if code == "InvalidSendMail.Spam":
-        # The anti-spam system refused the send (rate, reputation or volume): slow the whole
-        # campaign down rather than marking recipients failed one by one.
-        return Verdict.THROTTLED
-    if code in _FATAL_CODES or code.startswith(_FATAL_PREFIXES):
-        return Verdict.FATAL
-    if code in _REJECT_CODES:
-        return Verdict.REJECTED
-    if code in _RETRY_CODES or status >= 500:
-        return Verdict.RETRY
-    if status == 429:
-        return Verdict.THROTTLED
-    if status in (401, 403):
-        # An unknown code on an auth status still means no request can succeed: stopping is
-        # cheaper than marking the whole list rejected.
-        return Verdict.FATAL
-    return Verdict.REJECTED
-
-
 def _form(params: Mapping[str, str]) -> bytes:
     return "&".join(f"{percent_encode(k)}={percent_encode(v)}" for k, v in params.items()).encode(
         "ascii"
     )
 
 
-class DirectMailProvider:
+class DirectMailProvider(_PooledHttpProvider):
     """Alibaba Cloud DirectMail, one signed ``SingleSendMail`` per message.
 
     >>> async def main() -> None:                                     # doctest: +SKIP
@@ -219,10 +150,7 @@ class DirectMailProvider:
         if version not in VERSIONS:
             raise ValueError(f"DirectMail version must be one of {', '.join(VERSIONS)}")
         base = endpoint if endpoint is not None else endpoint_for(region)
-        self._endpoint = base.rstrip("/")
-        parts = urlsplit(self._endpoint)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"endpoint must be an http(s) URL, got {self._endpoint!r}")
+        self._init_endpoint(base, max_connections=max_connections, timeout=timeout)
         if address_type not in (0, 1):
             raise ValueError("address_type must be 0 (random account) or 1 (sender address)")
         if click_trace is not None and click_trace not in ("0", "1"):
@@ -237,36 +165,17 @@ class DirectMailProvider:
         self._credentials = credentials
         self.region = region
         self.version = version
-        self._max_connections = max_connections
-        self._timeout = timeout
         self._clock = clock
         self._nonce = nonce
         self._address_type = str(address_type)
         self._click_trace = click_trace
         self._tag_name = tag_name
         self._from_alias = from_alias
-        self._pool: HttpPool | None = None
         self._secrets = (
             credentials.access_key_secret,
             credentials.security_token,
             credentials.access_key_id,
         )
-
-    async def __aenter__(self) -> DirectMailProvider:
-        self._pool = HttpPool(
-            self._endpoint, max_connections=self._max_connections, timeout=self._timeout
-        )
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if self._pool is not None:
-            await self._pool.close()
-            self._pool = None
 
     # -- checks before any request ---------------------------------------------------------
 
@@ -428,7 +337,7 @@ class DirectMailProvider:
             status, headers, data = await self._call(params)
         except Exception as exc:  # noqa: BLE001 - mapped at the one boundary
             return transport_outcome(exc)
-        doc = _json(data)
+        doc = json_object(data)
         if status == 200:
             env_id = doc.get("EnvId") if doc is not None else None
             if env_id:
@@ -445,19 +354,7 @@ class DirectMailProvider:
         data: bytes,
         doc: dict[str, Any] | None,
     ) -> Outcome:
-        code: str | None = None
-        text: str | None = None
-        request_id: str | None = None
-        if doc is not None:
-            code = _str(doc.get("Code"))
-            text = _str(doc.get("Message"))
-            request_id = _str(doc.get("RequestId"))
-        elif data.strip():
-            text = data.strip()[:500].decode("utf-8", "replace")
-        if text is not None:
-            echo = _ECHOED_STRING_TO_SIGN.search(text)
-            if echo:
-                text = text[: echo.start()]
+        code, text, request_id = error_fields(data, doc)
         error = scrub(text, self._secrets) or f"HTTP {status}"
         if request_id:
             error = f"{error} (RequestId {request_id})"
@@ -494,20 +391,6 @@ def _check_headers(headers: tuple[tuple[str, str], ...]) -> str | None:
                 "List-Unsubscribe-Post and X-User-* headers"
             )
     return None
-
-
-def _json(data: bytes) -> dict[str, Any] | None:
-    if not data.lstrip().startswith(b"{"):
-        return None
-    try:
-        doc = orjson.loads(data)
-    except orjson.JSONDecodeError:
-        return None
-    return doc if isinstance(doc, dict) else None
-
-
-def _str(value: Any) -> str | None:
-    return str(value) if value not in (None, "") else None
 
 
 __all__ = [

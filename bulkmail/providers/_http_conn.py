@@ -1,0 +1,177 @@
+"""One keep-alive HTTP/1.1 connection of :class:`~bulkmail.providers.http.HttpPool`.
+
+An :class:`asyncio.Protocol` that carries at most one exchange at a time: the pool writes
+the request bytes with :meth:`_Conn.start`, ``httptools`` (llhttp) parses the answer through
+the callbacks below, and the exchange's future gets a :class:`Response` or an
+:class:`HttpError`. The connection reports its own loss back to the pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+import httptools
+
+from bulkmail.providers._http_types import Headers, HttpError, Response, ResponseLost, Timeout
+
+if TYPE_CHECKING:
+    from bulkmail.providers.http import HttpPool
+
+
+class _Conn(asyncio.Protocol):
+    """One connection: at most one exchange in flight, parsed by llhttp."""
+
+    __slots__ = (
+        "pool", "loop", "transport", "parser", "fut", "timer", "reused", "head", "headers",
+        "body", "headers_done", "keep_alive", "idle", "idle_since", "closed", "lost",
+    )
+
+    def __init__(self, pool: HttpPool, loop: asyncio.AbstractEventLoop) -> None:
+        self.pool = pool
+        self.loop = loop
+        self.transport: asyncio.Transport | None = None
+        self.parser: httptools.HttpResponseParser | None = None
+        self.fut: asyncio.Future[Response] | None = None
+        self.timer: asyncio.TimerHandle | None = None
+        self.reused = False
+        self.head = False
+        self.headers: dict[str, str] = {}
+        self.body: list[bytes] = []
+        self.headers_done = False
+        self.keep_alive = False
+        self.idle = False  # in the pool's idle list (the pool, not a request, owns it)
+        self.idle_since = 0.0
+        self.closed = False
+        self.lost: asyncio.Future[None] = loop.create_future()
+
+    # -- driven by HttpPool -------------------------------------------------------------
+
+    def start(self, data: bytes, head: bool, deadline: float) -> asyncio.Future[Response]:
+        fut: asyncio.Future[Response] = self.loop.create_future()
+        self.fut = fut
+        self.head = head
+        self.headers = {}
+        self.body = []
+        self.headers_done = False
+        self.keep_alive = False
+        if self.parser is None:
+            self.parser = httptools.HttpResponseParser(self)
+        self.timer = self.loop.call_at(deadline, self._on_timeout)
+        assert self.transport is not None
+        self.transport.write(data)
+        return fut
+
+    def usable(self) -> bool:
+        """Open as far as we can tell without writing (nothing seen closing it)."""
+        return not self.closed and self.transport is not None and not self.transport.is_closing()
+
+    def abort(self) -> None:
+        self.closed = True
+        if self.transport is not None:
+            self.transport.abort()
+
+    def close(self) -> None:
+        self.closed = True
+        if self.transport is not None:
+            self.transport.close()
+
+    def _fail(self, exc: HttpError) -> None:
+        fut = self.fut
+        self.fut = None
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        if fut is not None and not fut.done():
+            fut.set_exception(exc)
+        self.abort()
+
+    def _finish(self, status: int) -> None:
+        fut = self.fut
+        self.fut = None
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        body = self.body[0] if len(self.body) == 1 else b"".join(self.body)
+        if fut is not None and not fut.done():
+            fut.set_result(Response(status, Headers(self.headers), body))
+
+    def _on_timeout(self) -> None:
+        self.timer = None
+        self._fail(Timeout("no complete answer in time"))
+
+    # -- asyncio.Protocol ---------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        if self.fut is None:  # nothing asked: a confused server; never reuse this one
+            self.abort()
+            return
+        try:
+            self.parser.feed_data(data)  # type: ignore[union-attr]
+        except Exception as exc:  # noqa: BLE001 - llhttp errors, 101 upgrade, our callbacks
+            self._fail(ResponseLost(f"malformed answer: {exc!r}", reused=self.reused))
+
+    def eof_received(self) -> bool | None:
+        self.closed = True  # never reuse; connection_lost (soon) settles any exchange
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        if self.fut is not None:
+            if exc is None and self.headers_done and self._close_delimited():
+                self.keep_alive = False
+                self._finish(self.parser.get_status_code())  # type: ignore[union-attr]
+            else:
+                reason = f": {exc!r}" if exc is not None else ""
+                self._fail(ResponseLost(f"connection closed{reason}", reused=self.reused))
+        if self.idle:
+            self.pool._forget_idle(self)
+        if not self.lost.done():
+            self.lost.set_result(None)
+
+    def _close_delimited(self) -> bool:
+        return "content-length" not in self.headers and "chunked" not in self.headers.get(
+            "transfer-encoding", ""
+        ).lower()
+
+    # -- httptools callbacks ------------------------------------------------------------
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        key = name.decode("latin-1").lower()
+        text = value.decode("latin-1")
+        headers = self.headers
+        headers[key] = headers[key] + ", " + text if key in headers else text
+
+    def on_headers_complete(self) -> None:
+        self.headers_done = True
+        parser = self.parser
+        if self.head and parser is not None and parser.get_status_code() >= 200:
+            # llhttp cannot be told a HEAD answer has no body (it would wait for one, or
+            # for EOF when no length is given): finish here, decide keep-alive from the
+            # version and Connection header, and give the next exchange a fresh parser.
+            tokens = self.headers.get("connection", "").lower()
+            if parser.get_http_version() == "1.1":
+                self.keep_alive = "close" not in tokens
+            else:
+                self.keep_alive = "keep-alive" in tokens
+            self.parser = None
+            self._finish(parser.get_status_code())
+
+    def on_body(self, body: bytes) -> None:
+        self.body.append(body)
+
+    def on_message_complete(self) -> None:
+        parser = self.parser
+        if parser is None or self.fut is None:
+            return
+        status: int = parser.get_status_code()
+        if status < 200:  # 100 Continue, 103 Early Hints: wait for more
+            self.headers = {}
+            self.body = []
+            self.headers_done = False
+            return
+        self.keep_alive = parser.should_keep_alive()
+        self._finish(status)

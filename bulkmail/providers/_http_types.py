@@ -1,0 +1,71 @@
+"""What :class:`~bulkmail.providers.http.HttpPool` hands back: its answers and its errors.
+
+The tree is drawn, with what each failure means for a retry, in
+:mod:`bulkmail.providers.http`, which re-exports every name here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+
+
+class HttpError(Exception):
+    """Base of every error :class:`HttpPool` raises."""
+
+
+class ConnectFailed(HttpError, ConnectionError):
+    """No connection could carry the request; nothing was written, so it is safe to retry."""
+
+
+class ResponseLost(HttpError, ConnectionError):
+    """The request was (maybe partly) written but no complete, well-formed answer came."""
+
+    def __init__(self, message: str, *, reused: bool = False) -> None:
+        super().__init__(message)
+        self.reused = reused
+
+
+class Timeout(HttpError, TimeoutError):
+    """No complete answer before the deadline; the connection was closed."""
+
+
+class Headers(Mapping[str, str]):
+    """Response headers, names stored lowercased; lookups ignore case.
+
+    >>> Headers({"retry-after": "2"})["Retry-After"]
+    '2'
+    """
+
+    __slots__ = ("_items",)
+
+    def __init__(self, items: dict[str, str]) -> None:
+        self._items = items
+
+    def __getitem__(self, name: str) -> str:
+        return self._items[name.lower()]
+
+    def get(self, name: str, default: str | None = None) -> str | None:  # type: ignore[override]
+        return self._items.get(name.lower(), default)
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name.lower() in self._items
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __repr__(self) -> str:
+        return f"Headers({self._items!r})"
+
+
+@dataclass(slots=True, frozen=True)
+class Response:
+    status: int
+    headers: Headers
+    body: bytes
+
+
+__all__ = ["ConnectFailed", "Headers", "HttpError", "Response", "ResponseLost", "Timeout"]
