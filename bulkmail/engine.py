@@ -26,7 +26,7 @@ from typing import Any, Literal, TypeVar
 
 from bulkmail.campaign import Campaign
 from bulkmail.compose import Composer
-from bulkmail.errors import CampaignStopped, QuotaExhausted
+from bulkmail.errors import CampaignStopped, FatalProviderError, QuotaExhausted
 from bulkmail.journal import BENIGN_SKIP_CODES, Journal, PendingRow, Recovery, RowOutcome
 from bulkmail.message import Message
 from bulkmail.recipients import (
@@ -390,7 +390,14 @@ class CampaignRun:
             self._outcomes.append(RowOutcome(row.id, "pending"))
 
     async def _deliver(self, row: PendingRow, message: Message) -> None:
-        delivery: Delivery = await self.sender.send_in_slot(message)
+        try:
+            delivery: Delivery = await self.sender.send_in_slot(message)
+        except Exception as exc:  # a bug below us: stop rather than fail everyone alike
+            # The row stays in flight: the next run treats it as possibly sent.
+            self.sender.stop(
+                FatalProviderError(f"internal error while sending: {type(exc).__name__}: {exc}")
+            )
+            return
         progress = self.progress
         if delivery.status is Status.SENT:
             now = time.monotonic()

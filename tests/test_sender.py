@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable
+from pathlib import Path
 from types import TracebackType
 
 import pytest
@@ -172,3 +173,22 @@ async def test_gate_bounds_requests_in_flight() -> None:
     assert len(results) == 40 and all(d.ok for d in results)
     assert provider.peak <= 5
     assert sender.in_flight == 0
+
+
+async def test_a_provider_bug_stops_the_campaign_and_leaves_the_row_in_flight(
+    tmp_path: Path,
+) -> None:
+    from bulkmail import run_campaign
+
+    class Broken(Scripted):
+        async def send(self, message: Message) -> Outcome:
+            raise RuntimeError("boom")
+
+    (tmp_path / "list.csv").write_text("email\na@example.org\nb@example.org\n")
+    path = tmp_path / "c.yaml"
+    path.write_text('name: c\nprovider: {name: ses}\nrate: 100\nfrom: "n@example.com"\n'
+                    'subject: "s"\ntext: "t"\nrecipients: list.csv\n')
+    summary = await run_campaign(path, provider=Broken())
+    assert summary.stop_kind == "fatal" and "RuntimeError: boom" in (summary.stopped or "")
+    assert summary.counts["sent"] == 0 and summary.counts["failed"] == 0
+    assert summary.counts["in_flight"] + summary.counts["pending"] == 2
