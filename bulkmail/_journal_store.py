@@ -179,7 +179,7 @@ def _check_hashes(
         for what, differs in (
             ("the campaign content (subject, body, sender or settings)",
              old_campaign != campaign_hash),
-            ("the recipient list (or suppression list)", old_list != list_hash),
+            ("the recipient list", old_list != list_hash),
         )
         if differs
     ]
@@ -194,13 +194,17 @@ def _check_hashes(
             (campaign_hash, list_hash, now()),
         )
     elif on_change == "force":
-        # A changed list may have grown: read it again after imported_through. Keys
-        # already in the journal are still recognised as duplicates, never resent.
-        conn.execute(
-            "UPDATE meta SET campaign_hash = ?, list_hash = ?, "
-            "finished_import = finished_import AND ?",
-            (campaign_hash, list_hash, old_list == list_hash),
-        )
+        if old_list != list_hash:
+            # Rows are resumed by line number: a list edited above the resume point would
+            # shift lines and silently skip people. Refuse rather than guess.
+            raise JournalError(
+                f"{path}: the recipient list changed since this journal was started, and "
+                "--force continues only a changed campaign file: resuming an edited list "
+                "could skip recipients. Restore the list, or run with --restart to start "
+                "over (everyone is sent to again). To stop mailing someone, add them to "
+                "the suppression file instead: it is read again on every run."
+            )
+        conn.execute("UPDATE meta SET campaign_hash = ?", (campaign_hash,))
     else:
         raise JournalError(
             f"{path}: {' and '.join(changed)} changed since this journal was "

@@ -21,9 +21,9 @@ from bulkmail.batch import run_batch_campaign
 from bulkmail.campaign import Campaign
 from bulkmail.compose import Composer
 from bulkmail.credentials import alibaba_from_env, aws_from_env
-from bulkmail.engine import BENIGN_SKIPS, CampaignRun, Progress, Summary
+from bulkmail.engine import CampaignRun, Progress, Summary
 from bulkmail.errors import ConfigError, CredentialsError, FatalProviderError
-from bulkmail.journal import Journal
+from bulkmail.journal import BENIGN_SKIP_CODES, Journal
 from bulkmail.providers.base import Provider
 from bulkmail.providers.directmail import DirectMailProvider
 from bulkmail.recipients import Recipient, read_recipients, read_suppressed
@@ -259,7 +259,7 @@ class CheckReport:
 
     @property
     def problems(self) -> int:
-        return sum(n for code, n in self.skipped.items() if code not in BENIGN_SKIPS)
+        return sum(n for code, n in self.skipped.items() if code not in BENIGN_SKIP_CODES)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -325,6 +325,6 @@ def check_campaign(
                 if len(chunk) + len(rejected) >= 1000:
                     flush(False, line)
             flush(True, line)
-            for skip in journal.skips(codes=BENIGN_SKIPS):
+            for skip in journal.skips(codes=BENIGN_SKIP_CODES):
                 note(skip["line"], skip["email"], skip["code"], skip["reason"])
     return report

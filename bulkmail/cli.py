@@ -323,7 +323,7 @@ class _Progress:
 
     def _refresh(self) -> None:
         progress = self._progress
-        total = (progress.imported + progress.requeued) if progress.import_done else None
+        total = (progress.imported + progress.resumed) if progress.import_done else None
         self._bar.update(
             self._task_id,
             completed=progress.sent + progress.failed + progress.skipped,

@@ -16,7 +16,6 @@ flight; the next run treats exactly those as ambiguous (``possible_duplicate`` o
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import time
 from collections.abc import Callable, Iterator
@@ -27,7 +26,7 @@ from typing import Any, Literal, TypeVar
 from bulkmail.campaign import Campaign
 from bulkmail.compose import Composer
 from bulkmail.errors import CampaignStopped, FatalProviderError, QuotaExhausted
-from bulkmail.journal import BENIGN_SKIP_CODES, Journal, PendingRow, Recovery, RowOutcome
+from bulkmail.journal import Journal, PendingRow, Recovery, RowOutcome
 from bulkmail.message import Message
 from bulkmail.recipients import (
     Recipient,
@@ -41,8 +40,6 @@ from bulkmail.sender import Delivery, RetryPolicy, Sender, Status
 
 T = TypeVar("T")
 
-#: Skip codes that are a decision (not a problem): they do not make the exit status 1.
-BENIGN_SKIPS = BENIGN_SKIP_CODES
 
 
 @dataclass(slots=True)
@@ -59,6 +56,8 @@ class Progress:
     skipped: int = 0
     uncertain: int = 0
     requeued: int = 0
+    #: Rows found pending in the journal and resumed by this run.
+    resumed: int = 0
     already_done: int = 0
 
     @property
@@ -224,14 +223,17 @@ class CampaignRun:
             finally:
                 if not producer.done():
                     producer.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await producer  # re-raises a failure of the list reader
+                # Drain and flush before any error of the reader or the flusher surfaces:
+                # sends already under way must be recorded, and must not outlive the journal.
+                await asyncio.wait([producer])
                 await self._drain_tasks()
                 stop_watch.cancel()
                 flusher.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await flusher
+                await asyncio.wait([flusher])
                 await self._flush()
+                for task in (producer, flusher):
+                    if not task.cancelled() and task.exception() is not None:
+                        raise task.exception()  # type: ignore[misc]
             return await self._finish(recovery)
         finally:
             journal, self._journal = self._journal, None
@@ -243,10 +245,9 @@ class CampaignRun:
         next(iter(read_recipients(self.campaign.recipients)), None)
 
     def _list_hash(self) -> str:
-        parts = [list_fingerprint(self.campaign.recipients)]
-        if self.campaign.suppress is not None:
-            parts.append(list_fingerprint(self.campaign.suppress))
-        return ":".join(parts)
+        # The suppression file is not part of it: it may grow between runs (it is read
+        # again on every run) without --force.
+        return list_fingerprint(self.campaign.recipients)
 
     # -- producer: resume pending rows, then stream the rest of the list --------------------
 
@@ -258,19 +259,23 @@ class CampaignRun:
         except BaseException:
             await self._queue.put(None)  # end the dispatcher; run() re-raises this error
             raise
-        if not self._stopping:
-            await self._queue.put(None)
+        # Always, stopping or not: the dispatcher may be waiting on an empty queue when the
+        # provider stops the campaign (only a Ctrl-C also wakes it through stop_event).
+        await self._queue.put(None)
 
     async def _produce_rows(self) -> None:
+        if self.campaign.suppress is not None:
+            # Read on every run, before anything pending is resumed: someone who
+            # unsubscribed between two runs is never mailed by the second.
+            await self._db(self._load_suppressed)
         after = 0
         while not self._stopping:
             rows = await self._db(self._j.pending, after_id=after, limit=self.chunk)
             if not rows:
                 break
             after = rows[-1].id
+            self.progress.resumed += len(rows)
             await self._enqueue(rows)
-        if self._j.imported_through == 0 and self.campaign.suppress is not None:
-            await self._db(self._load_suppressed)
         if not self._j.finished_import:
             reader = read_recipients(
                 self.campaign.recipients, start_after_line=self._j.imported_through

@@ -373,20 +373,26 @@ class Journal:
         The file is streamed to a temporary file beside ``path`` from one consistent
         read of the journal, flushed to disk, then renamed over ``path``.
         """
-        return store.write_results(self._conn, Path(path))
+        try:
+            return store.write_results(self._conn, Path(path))
+        except (OSError, sqlite3.Error) as exc:
+            raise JournalError(f"{path}: cannot write the results file: {exc}") from exc
 
     # -- helpers --------------------------------------------------------------------------
 
     @contextlib.contextmanager
     def _tx(self) -> Iterator[None]:
-        self._conn.execute("BEGIN IMMEDIATE")
         try:
-            yield
-        except BaseException:
-            if self._conn.in_transaction:
-                self._conn.execute("ROLLBACK")
-            raise
-        self._conn.execute("COMMIT")
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+        except sqlite3.Error as exc:  # disk full, I/O error: ours to report, not a traceback
+            raise JournalError(f"{self.path}: the journal cannot be written: {exc}") from exc
 
     def _now(self) -> str:
         return store.timestamp(self._clock())

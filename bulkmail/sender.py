@@ -32,6 +32,10 @@ from bulkmail.providers.base import Outcome, Provider, Verdict
 from bulkmail.ratelimit import RateLimiter
 
 
+class _Drained(Exception):
+    """A limiter wait was interrupted because the sender is draining or stopped."""
+
+
 class Status(StrEnum):
     """Final state of one recipient, as it appears in the results."""
 
@@ -172,6 +176,7 @@ class Sender:
         self._clock = clock
         self._stopped: CampaignStopped | None = None
         self._draining = False
+        self._wake = asyncio.Event()  # set on drain or stop: ends backoff sleeps early
         self.counters = {"attempts": 0, "throttled": 0, "retried": 0, "ambiguous": 0}
 
     async def __aenter__(self) -> Sender:
@@ -196,8 +201,14 @@ class Sender:
         return self._stopped
 
     def drain(self) -> None:
-        """Stop starting new attempts: waiting messages come back as ``Status.UNSENT``."""
+        """Stop starting new attempts: waiting messages come back as ``Status.UNSENT`` at
+        once, including those sleeping between retries or queued at the limiter."""
         self._draining = True
+        self._interrupt()
+
+    def _interrupt(self) -> None:
+        self._wake.set()
+        self.limiter.interrupt(_Drained)
 
     async def send(self, message: Message) -> Delivery:
         """Deliver one message (paced, retried); see the class docstring."""
@@ -263,7 +274,10 @@ class Sender:
         while True:
             if self._draining or self._stopped is not None:
                 return self._unsent(last, attempts, possible_duplicate)
-            await self.limiter.acquire(message.cost)
+            try:
+                await self.limiter.acquire(message.cost)
+            except _Drained:
+                return self._unsent(last, attempts, possible_duplicate)
             if self._draining or self._stopped is not None:
                 return self._unsent(last, attempts, possible_duplicate)
             attempts += 1
@@ -308,11 +322,24 @@ class Sender:
             self.counters["retried"] += 1
             if outcome.retry_after is not None:
                 delay = max(delay, min(outcome.retry_after, self.retry.cap))
-            await self._sleep(delay)
+            await self._pause(delay)
+
+    async def _pause(self, delay: float) -> None:
+        """Back off for ``delay`` seconds, or less if the sender drains or stops."""
+        if self._wake.is_set():
+            return
+        sleeper = asyncio.ensure_future(self._sleep(delay))
+        waker = asyncio.ensure_future(self._wake.wait())
+        try:
+            await asyncio.wait({sleeper, waker}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            sleeper.cancel()
+            waker.cancel()
 
     def _stop(self, error: CampaignStopped) -> None:
         if self._stopped is None:
             self._stopped = error
+            self._interrupt()
 
     def stop(self, error: CampaignStopped) -> None:
         """Stop sending for a reason found outside the provider (for example a daily cap)."""

@@ -7,6 +7,7 @@ itself flagged ``possible_duplicate``.
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import email
 import json
@@ -347,3 +348,65 @@ def test_rate_auto_with_a_bad_key_exits_2_without_a_traceback(
         loop.call_soon_threadsafe(loop.stop)
         thread.join(10)
         loop.close()
+
+
+async def test_a_provider_stop_while_the_reader_finds_nothing_new_does_not_hang(
+    make_campaign: CampaignFactory,
+) -> None:
+    # 20 real recipients, then thousands of duplicates: the daily quota stops the campaign
+    # while the reader is busy with rows that add nothing. run() must still return.
+    rows = [f"u{i}@dup.example.org,N" for i in range(20)]
+    rows += [f"u{i % 20}@dup.example.org,again" for i in range(20_000)]
+    path = make_campaign(rows=rows, rate=1000)
+    async with Sandbox(daily_quota=10) as sandbox:
+        provider = SesProvider(credentials=SANDBOX_AWS, endpoint=sandbox.url)
+        summary = await asyncio.wait_for(run_campaign(path, provider=provider), timeout=60)
+    assert summary.stop_kind == "quota" and summary.counts["sent"] == 10
+
+
+async def test_the_suppression_file_is_read_again_on_every_run(
+    make_campaign: CampaignFactory,
+) -> None:
+    path = make_campaign(count=30, domain="unsub.example.org", rate=1000,
+                         extra="suppress: suppressed.txt\ndaily_limit: 10\n")
+    suppressed = path.parent / "suppressed.txt"
+    suppressed.write_text("user000000@unsub.example.org\n")
+    async with Sandbox() as sandbox:
+        provider = SesProvider(credentials=SANDBOX_AWS, endpoint=sandbox.url)
+        first = await run_campaign(path, provider=provider)
+        assert first.counts["sent"] == 10
+        # Two people unsubscribe between the runs: no --force needed, and never mailed.
+        suppressed.write_text("user000000@unsub.example.org\nUSER000020@unsub.example.org\n"
+                              "user000025@unsub.example.org\n")
+        second = await run_campaign(path, provider=provider, overrides=None)
+        got = [to for a in sandbox.accepted for to in a.to]
+    assert "user000020@unsub.example.org" not in got
+    assert "user000025@unsub.example.org" not in got
+    assert second.counts["skipped"] == 3 and second.counts["sent"] == 20  # 10 per run
+
+
+def test_force_refuses_an_edited_list(
+    make_campaign: CampaignFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from bulkmail.cli import main
+
+    path = make_campaign(count=5, extra="daily_limit: 2\n")
+    assert main([str(path)]) == 1  # paused by the daily limit
+    listing = path.parent / "list.csv"
+    lines = listing.read_text().splitlines()
+    listing.write_text("\n".join([lines[0], *lines[2:]]) + "\n")  # a row removed above
+    capsys.readouterr()
+    assert main([str(path), "--force"]) == 2
+    err = capsys.readouterr().err
+    assert "recipient list changed" in err and "--restart" in err
+
+
+def test_an_unwritable_results_path_is_a_clear_error(
+    make_campaign: CampaignFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from bulkmail.cli import main
+
+    path = make_campaign(count=2)
+    code = main([str(path), "--results", "/proc/no-such-dir/results.jsonl"])
+    out, err = capsys.readouterr()
+    assert code == 2 and "Traceback" not in err and "results" in err

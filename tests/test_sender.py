@@ -192,3 +192,32 @@ async def test_a_provider_bug_stops_the_campaign_and_leaves_the_row_in_flight(
     assert summary.stop_kind == "fatal" and "RuntimeError: boom" in (summary.stopped or "")
     assert summary.counts["sent"] == 0 and summary.counts["failed"] == 0
     assert summary.counts["in_flight"] + summary.counts["pending"] == 2
+
+
+async def test_drain_wakes_a_message_sleeping_between_retries() -> None:
+    # A 503 with Retry-After 20 s: the retry sleeps; Ctrl-C (drain) must not wait for it.
+    err = Outcome(Verdict.RETRY, error_code="ServiceUnavailable", retry_after=20.0)
+    provider = Scripted([err, SENT])
+    sender = Sender(provider, rate=1_000_000)  # the real asyncio.sleep
+    task = asyncio.create_task(sender.send(MSG))
+    while not provider.calls:
+        await asyncio.sleep(0)
+    await asyncio.sleep(0.01)
+    sender.drain()
+    delivery = await asyncio.wait_for(task, timeout=5)  # far less than the 20 s backoff
+    assert delivery.status is Status.UNSENT and delivery.error_code == "ServiceUnavailable"
+    assert len(provider.calls) == 1
+
+
+async def test_drain_releases_messages_queued_at_the_limiter_without_sending() -> None:
+    provider = Scripted()
+    sender = Sender(provider, rate=1)  # one per second: the rest queue at the limiter
+    tasks = [asyncio.create_task(sender.send(MSG)) for _ in range(5)]
+    while not provider.calls:
+        await asyncio.sleep(0)
+    await asyncio.sleep(0.01)
+    sender.drain()
+    done = await asyncio.wait_for(asyncio.gather(*tasks), timeout=5)
+    assert [d.status for d in done].count(Status.SENT) == 1
+    assert [d.status for d in done].count(Status.UNSENT) == 4
+    assert len(provider.calls) == 1

@@ -1,6 +1,6 @@
 """Mapping provider answers and transport failures to :class:`~bulkmail.providers.base.Verdict`.
 
-This is the one boundary where a library's error (aiohttp) or a provider's error code becomes
+This is the one boundary where a library's error (the HTTP pool) or a provider's error code becomes
 ours. Every provider uses :func:`scrub` on any text a server sent back before it is logged or
 stored: AWS's ``SignatureDoesNotMatch`` echoes the canonical request (which carries the
 session token), and DirectMail's echoes its string to sign.
@@ -8,11 +8,8 @@ session token), and DirectMail's echoes its string to sign.
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections.abc import Iterable
-
-import aiohttp
 
 from bulkmail.providers.base import Outcome, Verdict
 from bulkmail.providers.http import ConnectFailed, ResponseLost
@@ -62,15 +59,9 @@ def transport_outcome(exc: BaseException) -> Outcome:
         return Outcome(Verdict.RETRY, error_code="ConnectError", error=f"cannot connect: {exc}")
     if isinstance(exc, ResponseLost):
         return Outcome(Verdict.AMBIGUOUS, error_code="ResponseLost", error=str(exc) or name)
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        return Outcome(Verdict.RETRY, error_code="ConnectError", error=f"cannot connect: {exc}")
-    if isinstance(exc, asyncio.TimeoutError | TimeoutError):
+    if isinstance(exc, TimeoutError):
         return Outcome(Verdict.AMBIGUOUS, error_code="Timeout", error="no answer in time")
-    if isinstance(exc, aiohttp.ServerDisconnectedError):
-        return Outcome(
-            Verdict.AMBIGUOUS, error_code="Disconnected", error="server closed the connection"
-        )
-    if isinstance(exc, aiohttp.ClientError | OSError):
+    if isinstance(exc, OSError):  # anything else from the socket once a request was under way
         return Outcome(Verdict.AMBIGUOUS, error_code=name, error=scrub(str(exc)) or name)
     raise exc
 

@@ -66,6 +66,8 @@ _FATAL_CODES = frozenset(
         "ConfigurationSetSendingPausedException",
         "TemplateDoesNotExist",
         "SendingPausedException",
+        "AccountSuspendedException",
+        "NotFoundException",  # SESv2: configuration set, template or identity does not exist
     }
 )
 
@@ -257,7 +259,10 @@ class SesProvider(_PooledHttpProvider):
         else:
             if message.headers and message.raw is None and message.template is None:
                 # v1 SendEmail has no header field: List-Unsubscribe needs SendRawEmail.
-                message = replace(message, raw=message.to_mime(now=self._clock()))
+                try:
+                    message = replace(message, raw=message.to_mime(now=self._clock()))
+                except ValueError as exc:  # e.g. an address MIME cannot carry
+                    return Outcome(Verdict.REJECTED, error_code="BadMessage", error=str(exc))
             body = urlencode(_v1_params(message, self._v1_extra)).encode("ascii")
             path, content_type = "/", _FORM
         try:

@@ -239,6 +239,10 @@ class SmtpProvider:
             if self._username is not None and self._password is not None:
                 stage = "auth"
                 await self._login(client, self._username, self._password)
+            else:
+                # Learn the extensions (SIZE, 8BITMIME, SMTPUTF8) before the first MAIL:
+                # connect() does no EHLO and STARTTLS forgets what was advertised.
+                await client.ehlo()
         except BaseException as exc:
             client.close()
             if isinstance(exc, Exception):

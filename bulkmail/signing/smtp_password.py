@@ -18,6 +18,8 @@ from __future__ import annotations
 import base64
 import hmac
 
+from bulkmail.signing.sigv4 import derive_signing_key
+
 # Regions with an SES SMTP endpoint (email-smtp.<region>.amazonaws.com), from the SES
 # endpoint table of the AWS General Reference and AWS's own SMTP credential example.
 # Newer SES regions (ap-south-2, ap-southeast-3, me-central-1, ...) are left out until
@@ -79,9 +81,8 @@ def ses_smtp_password(
             f"no SES SMTP endpoint in region {region!r}; valid regions: "
             + ", ".join(SES_SMTP_REGIONS)
         )
-    key = _sign(("AWS4" + secret_access_key).encode("utf-8"), _DATE)
-    for part in (region, _SERVICE, _TERMINAL, _MESSAGE):
-        key = _sign(key, part)
+    # The SigV4 signing key for date 11111111 and service ses, then "SendRawEmail".
+    key = _sign(derive_signing_key(secret_access_key, _DATE, region, _SERVICE), _MESSAGE)
     return base64.b64encode(b"\x04" + key).decode("ascii")
 
 
