@@ -20,11 +20,12 @@ included, goes through :func:`~bulkmail.providers.directmail.batch_limiter`. Ans
 ========== ===========================================================================
 sent       the line says ``sent`` with the ``EnvId``
 throttled  back off (:class:`~bulkmail.sender.RetryPolicy`, ``max_throttled``), try again
-retry      5xx / connection refused: back off, try again, up to the campaign's
-           ``max_attempts``; then ``failed``
-ambiguous  no answer after the request went out: ``failed`` with that error code and *not*
-           retried, since a second call could send the whole list twice (check the
-           console's sending log before running again)
+retry      503 / connection refused (certainly not queued): back off, try again, up to
+           the campaign's ``max_attempts``; then ``failed``
+ambiguous  no answer after the request went out, or another 5xx (500, 502, 504 may come
+           after the list was queued): ``uncertain``, *not* retried, and skipped by a
+           rerun, since a second call could send the whole list twice (check the
+           console's sending log; remove its results line to send it again on purpose)
 rejected   ``failed``; the next list is still sent
 fatal      the line is written, then :class:`~bulkmail.errors.FatalProviderError`
 quota      the line is written, then :class:`~bulkmail.errors.QuotaExhausted`
@@ -65,7 +66,7 @@ class BatchCall:
 
     receivers_name: str
     template_name: str
-    status: str  # "sent" | "failed"
+    status: str  # "sent" | "failed" | "uncertain" (may have been sent: never retried)
     env_id: str | None
     error_code: str | None
     error: str | None
@@ -153,8 +154,15 @@ def _stamp(now: float) -> str:
     )
 
 
+#: Answers after which DirectMail certainly did not queue the call: safe to retry. Any other
+#: 5xx (500, 502, 504) may come after the list was queued, and a retry would send the whole
+#: list twice, so the call is recorded ``uncertain`` instead.
+_SAFE_RETRY_CODES = frozenset({"ServiceUnavailable", "HTTP503", "ConnectError"})
+
+
 def _already_sent(results: Path, template: str) -> set[str]:
-    """Lists whose last line in ``results`` says ``sent`` with ``template``."""
+    """Lists whose last line in ``results`` says ``sent`` (or ``uncertain``: it may have
+    been sent, so a rerun must not send it again) with ``template``."""
     last: dict[str, bool] = {}
     try:
         with results.open("rb") as f:
@@ -165,7 +173,8 @@ def _already_sent(results: Path, template: str) -> set[str]:
                     continue  # a torn last line from a crash: that call is not counted
                 if isinstance(doc, dict) and isinstance(doc.get("receivers_name"), str):
                     last[doc["receivers_name"]] = (
-                        doc.get("status") == "sent" and doc.get("template_name") == template
+                        doc.get("status") in ("sent", "uncertain")
+                        and doc.get("template_name") == template
                     )
     except FileNotFoundError:
         pass
@@ -249,15 +258,22 @@ async def run_batch_campaign(
                     if throttled < policy.max_throttled:
                         await sleep(_delay(policy, outcome, min(throttled, 6), rng))
                         continue
-                elif verdict is Verdict.RETRY and attempts - throttled < policy.max_attempts:
+                elif (
+                    verdict is Verdict.RETRY
+                    and outcome.error_code in _SAFE_RETRY_CODES
+                    and attempts - throttled < policy.max_attempts
+                ):
                     await sleep(_delay(policy, outcome, attempts - throttled, rng))
                     continue
                 break
             ok = verdict is Verdict.SENT
+            maybe_sent = verdict is Verdict.AMBIGUOUS or (
+                verdict is Verdict.RETRY and outcome.error_code not in _SAFE_RETRY_CODES
+            )
             call = BatchCall(
                 receivers_name=name,
                 template_name=template,
-                status="sent" if ok else "failed",
+                status="sent" if ok else "uncertain" if maybe_sent else "failed",
                 env_id=outcome.message_id,
                 error_code=outcome.error_code,
                 error=outcome.error,

@@ -442,3 +442,25 @@ async def test_batch_mode_through_run_campaign(tmp_path: Path) -> None:
     [line] = lines(campaign.results)
     assert line["status"] == "sent" and line["receivers_name"] == "spring"
     assert line["env_id"]
+
+
+async def test_batch_mode_never_retries_a_500_and_a_rerun_skips_that_list(
+    tmp_path: Path,
+) -> None:
+    """A 500 may come after DirectMail queued the whole list: recorded uncertain, no
+    second call, and a plain rerun does not send that list again."""
+    campaign = with_lists(batch_campaign(tmp_path), ["spring"])
+    results = tmp_path / "r.jsonl"
+    async with Sandbox(faults=Faults(seed=1, error_500=1.0)) as server:
+        provider = await provider_for(campaign, server)
+        try:
+            await run_batch_campaign(campaign, provider, results=results,
+                                     limiter=CountingLimiter(), retry=FAST_RETRY)
+            assert server.stats["errors_injected"] == 1  # one call, no retry
+            [line] = lines(results)
+            assert line["status"] == "uncertain" and line["attempts"] == 1
+            again = await run_batch_campaign(campaign, provider, results=results,
+                                             limiter=CountingLimiter(), retry=FAST_RETRY)
+            assert again.skipped == 1 and server.stats["errors_injected"] == 1
+        finally:
+            await provider.__aexit__(None, None, None)
