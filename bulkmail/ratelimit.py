@@ -103,7 +103,7 @@ class RateLimiter:
     __slots__ = (
         "_accepted", "_accepted_n", "_cap", "_clock", "_cut_at", "_effective", "_first_ok",
         "_headroom", "_in_window", "_interval", "_log", "_rate", "_tat", "_tau", "_timer",
-        "_span", "_waiters", "_window_cap",
+        "_span", "_waiters",
     )  # fmt: skip
 
     def __init__(
@@ -121,8 +121,13 @@ class RateLimiter:
         self._timer: asyncio.TimerHandle | None = None
         self._cut_at = -math.inf
         self._interval = self._tau = 0.0
-        self._cap = self._window_cap = 1
-        self._span = 1.0
+        # The ledger counts over 1 s + δ, δ = half the headroom in time (~10 ms at h = 2 %):
+        # steady pacing at R·(1-h) never touches it, but a catch-up burst can no longer put
+        # R releases exactly 1 s apart, so arrival jitter at the provider up to δ cannot make
+        # R + 1 in its strict one-second window (measured: with δ = 0 a loopback sink
+        # throttled 8-17 of 20,000 at R = 500, and 1 of 80 at R = 40).
+        self._span = 1.0 + 0.5 * headroom / (1.0 - headroom)
+        self._cap = max(1, math.floor(self._rate))  # whole recipients in any such window
         self._accepted: deque[list[float]] = deque()  # [time, n] of answers, last second
         self._accepted_n = 0.0
         self._first_ok: float | None = None
@@ -197,6 +202,7 @@ class RateLimiter:
         rate = _positive_rate(rate)
         self._effective = max(self._floor(rate), self._effective * rate / self._rate)
         self._rate = rate
+        self._cap = max(1, math.floor(rate))
         self._retune()
         self._arm()
 
@@ -270,14 +276,6 @@ class RateLimiter:
             now = self._clock()
             if self._tat > now:
                 self._tat = now + (self._tat - now) * interval / self._interval
-        self._cap = max(1, math.floor(self._rate))
-        # The ledger counts over 1 s + δ, δ = half the headroom in time (~10 ms at h = 2 %):
-        # steady pacing at R·(1-h) never touches it, but a catch-up burst can no longer put
-        # R releases exactly 1 s apart, so arrival jitter at the provider up to δ cannot make
-        # R + 1 in its strict one-second window (measured: with δ = 0 a loopback sink
-        # throttled 8-17 of 20,000 at R = 500, and 1 of 80 at R = 40).
-        self._span = 1.0 + 0.5 * self._headroom / (1.0 - self._headroom)
-        self._window_cap = self._cap
         self._interval = interval
         # τ stays derived against 1 s (catch-up after late timers keeps the rate at small R);
         # the ledger's longer span clips the rare catch-up that would eat the jitter margin.
@@ -292,7 +290,7 @@ class RateLimiter:
         at = max(now, self._tat - self._tau)
         if log:
             at = max(at, log[-1][0])
-            excess = self._in_window + cost - max(self._window_cap, cost)
+            excess = self._in_window + cost - max(self._cap, cost)
             if excess > 0:  # wait until enough of the last second has slid out of the window
                 for edge, c in log:
                     excess -= c
