@@ -80,8 +80,6 @@ def make_provider(
                 v1_extra=_ses_v1_extra(campaign),
             )
         if config.name == "directmail":
-            from bulkmail.providers.directmail import DirectMailProvider
-
             options = campaign.directmail
             return DirectMailProvider(
                 credentials=alibaba or alibaba_from_env(environ),

@@ -43,7 +43,6 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from email.utils import parseaddr
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -51,6 +50,7 @@ from typing import Any, BinaryIO
 import orjson
 from aiolimiter import AsyncLimiter
 
+from bulkmail._journal_store import timestamp  # the journal's own format
 from bulkmail.campaign import Campaign
 from bulkmail.engine import Summary
 from bulkmail.errors import CampaignStopped, ConfigError, FatalProviderError, QuotaExhausted
@@ -146,12 +146,6 @@ def receivers_names(options: Mapping[str, Any]) -> tuple[str, ...]:
     if not names or not all(isinstance(n, str) and n for n in names):
         raise ValueError("directmail.receivers_name must be a name or a list of names")
     return tuple(dict.fromkeys(names))
-
-
-def _stamp(now: float) -> str:
-    return datetime.fromtimestamp(now, UTC).isoformat(timespec="milliseconds").replace(
-        "+00:00", "Z"
-    )
 
 
 #: Answers after which DirectMail certainly did not queue the call: safe to retry. Any other
@@ -278,8 +272,8 @@ async def run_batch_campaign(
                 error_code=outcome.error_code,
                 error=outcome.error,
                 attempts=attempts,
-                first_attempt_at=_stamp(first),
-                finished_at=_stamp(clock()),
+                first_attempt_at=timestamp(first),
+                finished_at=timestamp(clock()),
             )
             _append(out, call)
             summary.calls.append(call)

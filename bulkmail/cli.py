@@ -30,7 +30,6 @@ from bulkmail.signing import SES_SMTP_REGIONS, ses_smtp_password
 
 T = TypeVar("T")
 log = logging.getLogger("bulkmail")
-_COMMANDS = ("send", "check", "sandbox", "smtp-password")
 
 
 def _send_parser() -> argparse.ArgumentParser:
@@ -353,8 +352,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "sandbox": cmd_sandbox,
         "smtp-password": cmd_smtp_password,
     }
-    name = argv[0] if argv and argv[0] in _COMMANDS else "send"
-    rest = argv[1:] if argv and argv[0] in _COMMANDS else argv
+    name = argv[0] if argv and argv[0] in commands else "send"
+    rest = argv[1:] if argv and argv[0] in commands else argv
     try:
         return commands[name](rest, sys.stdout, sys.stderr)
     except BulkmailError as exc:
