@@ -9,8 +9,8 @@ The public surface is small on purpose (``tests/test_public_api.py`` pins it)::
 """
 
 from bulkmail.api import CheckReport, check_campaign, load_campaign, run_campaign
-from bulkmail.campaign import Campaign
-from bulkmail.engine import Summary
+from bulkmail.delivery.engine import Summary
+from bulkmail.delivery.sender import Delivery, RetryPolicy, Sender, Status
 from bulkmail.errors import (
     BulkmailError,
     CampaignStopped,
@@ -20,10 +20,10 @@ from bulkmail.errors import (
     JournalError,
     QuotaExhausted,
 )
-from bulkmail.message import Message
+from bulkmail.input.campaign import Campaign
+from bulkmail.mail.message import Message
 from bulkmail.providers.base import Outcome, Provider, Quota, Verdict
 from bulkmail.providers.ses import SesProvider
-from bulkmail.sender import Delivery, RetryPolicy, Sender, Status
 from bulkmail.signing import AlibabaCredentials, AwsCredentials
 
 __version__ = "0.1.0"

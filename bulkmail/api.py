@@ -17,17 +17,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from bulkmail.batch import run_batch_campaign
-from bulkmail.campaign import Campaign
-from bulkmail.compose import Composer
+from bulkmail.books.journal import BENIGN_SKIP_CODES, Journal
 from bulkmail.credentials import alibaba_from_env, aws_from_env
-from bulkmail.engine import CampaignRun, Progress, Summary
+from bulkmail.delivery.batch import run_batch_campaign
+from bulkmail.delivery.engine import CampaignRun, Progress, Summary
 from bulkmail.errors import ConfigError, CredentialsError, FatalProviderError
-from bulkmail.journal import BENIGN_SKIP_CODES, Journal
+from bulkmail.input.campaign import Campaign
+from bulkmail.input.compose import Composer
+from bulkmail.input.recipients import Recipient, read_recipients, read_suppressed
+from bulkmail.input.render import RenderProblem
 from bulkmail.providers.base import Provider
 from bulkmail.providers.directmail import DirectMailProvider
-from bulkmail.recipients import Recipient, read_recipients, read_suppressed
-from bulkmail.render import RenderProblem
 from bulkmail.signing import AlibabaCredentials, AwsCredentials
 
 

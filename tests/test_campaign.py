@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from bulkmail.campaign import Campaign
 from bulkmail.errors import ConfigError
+from bulkmail.input.campaign import Campaign
 
 GOOD = """\
 name: spring-news

@@ -15,13 +15,13 @@ from pathlib import Path
 
 import pytest
 
-from bulkmail.campaign import Campaign
-from bulkmail.compose import Composer, inline_cid
 from bulkmail.errors import ConfigError
-from bulkmail.message import Message
-from bulkmail.mime import SES_V1_RAW_LIMIT, MimeBuilder
-from bulkmail.recipients import Recipient
-from bulkmail.render import Renderer, RenderProblem
+from bulkmail.input.campaign import Campaign
+from bulkmail.input.compose import Composer, inline_cid
+from bulkmail.input.recipients import Recipient
+from bulkmail.input.render import Renderer, RenderProblem
+from bulkmail.mail.message import Message
+from bulkmail.mail.mime import SES_V1_RAW_LIMIT, MimeBuilder
 
 PDF = b"%PDF-1.7\n" + bytes(range(256)) * 40
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4

@@ -22,7 +22,7 @@ import pytest
 from aiohttp import web
 from aiolimiter import AsyncLimiter
 
-from bulkmail.message import Message
+from bulkmail.mail.message import Message
 from bulkmail.providers.base import Verdict
 from bulkmail.providers.directmail import (
     REGION_ENDPOINTS,

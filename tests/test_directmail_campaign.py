@@ -32,11 +32,11 @@ from alibabacloud_openapi_util.client import Client as OpenApiUtil
 
 import bulkmail
 from bulkmail.api import make_provider
-from bulkmail.batch import BatchSummary, receivers_names, run_batch_campaign
-from bulkmail.campaign import Campaign
+from bulkmail.delivery.batch import BatchSummary, receivers_names, run_batch_campaign
+from bulkmail.delivery.sender import RetryPolicy
 from bulkmail.errors import FatalProviderError
+from bulkmail.input.campaign import Campaign
 from bulkmail.providers.directmail import DirectMailProvider
-from bulkmail.sender import RetryPolicy
 from bulkmail.servers import SANDBOX_ALIBABA, Faults, Sandbox
 from bulkmail.signing.aliyun import AlibabaCredentials, rpc_timestamp, sign_params
 

@@ -17,8 +17,8 @@ from typing import Any
 import orjson
 import pytest
 
+from bulkmail.books.journal import Journal, PendingRow, Recovery, RowOutcome
 from bulkmail.errors import JournalError
-from bulkmail.journal import Journal, PendingRow, Recovery, RowOutcome
 
 ROOT = Path(__file__).resolve().parents[1]
 T0 = 1_700_000_000.0  # 2023-11-14T22:13:20Z
@@ -87,7 +87,7 @@ def run_child(
         import os, signal, sys
         from dataclasses import dataclass
         from pathlib import Path
-        from bulkmail.journal import Journal, RowOutcome
+        from bulkmail.books.journal import Journal, RowOutcome
 
         @dataclass(frozen=True)
         class Recipient:

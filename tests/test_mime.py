@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from bulkmail.message import Message
-from bulkmail.mime import (
+from bulkmail.mail.message import Message
+from bulkmail.mail.mime import (
     SES_V1_RAW_LIMIT,
     SES_V2_RAW_LIMIT,
     Attachment,

@@ -17,7 +17,7 @@ from typing import Any, Protocol, TypeVar
 import pytest
 from aiolimiter import AsyncLimiter
 
-from bulkmail.ratelimit import RateLimiter
+from bulkmail.pacing.local import RateLimiter
 
 T = TypeVar("T")
 Release = tuple[float, int]  # (time the acquire returned, cost)

@@ -10,7 +10,7 @@ import pytest
 from email_validator import EmailNotValidError, validate_email
 
 from bulkmail.errors import ConfigError
-from bulkmail.recipients import (
+from bulkmail.input.recipients import (
     MAX_LINE_BYTES,
     Recipient,
     Rejected,

@@ -7,9 +7,9 @@ from typing import Any
 import pytest
 
 from bulkmail.errors import ConfigError
-from bulkmail.message import Message
-from bulkmail.recipients import Recipient
-from bulkmail.render import Renderer, RenderProblem
+from bulkmail.input.recipients import Recipient
+from bulkmail.input.render import Renderer, RenderProblem
+from bulkmail.mail.message import Message
 
 SENDER = "News <news@example.com>"
 

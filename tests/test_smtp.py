@@ -19,8 +19,8 @@ import pytest
 import trustme
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
-from bulkmail.message import Message
-from bulkmail.mime import Attachment, MimeBuilder
+from bulkmail.mail.message import Message
+from bulkmail.mail.mime import Attachment, MimeBuilder
 from bulkmail.providers.base import Provider, Verdict
 from bulkmail.providers.smtp import (
     SMTP_PRESETS,

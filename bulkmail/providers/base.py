@@ -1,6 +1,6 @@
 """The contract between the engine and a wire protocol.
 
-A provider sends *one attempt* of one :class:`~bulkmail.message.Message` and describes what
+A provider sends *one attempt* of one :class:`~bulkmail.mail.message.Message` and describes what
 happened as an :class:`Outcome` value. Retrying, pacing and bookkeeping belong to the engine;
 signing belongs to :mod:`bulkmail.signing`. Each call to :meth:`Provider.send` signs afresh,
 so a retry always carries a new date (and, for DirectMail, a new nonce).
@@ -13,7 +13,7 @@ from enum import StrEnum
 from types import TracebackType
 from typing import Protocol, runtime_checkable
 
-from bulkmail.message import Message
+from bulkmail.mail.message import Message
 
 
 class Verdict(StrEnum):

@@ -41,7 +41,7 @@ from typing import Any
 import orjson
 from aiolimiter import AsyncLimiter
 
-from bulkmail.message import Message
+from bulkmail.mail.message import Message
 from bulkmail.providers._directmail_codes import (
     classify_directmail_error,
     error_fields,

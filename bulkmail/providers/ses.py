@@ -17,7 +17,7 @@ from xml.etree import ElementTree
 
 import orjson
 
-from bulkmail.message import Message
+from bulkmail.mail.message import Message
 from bulkmail.providers._httpbase import _PooledHttpProvider
 from bulkmail.providers.base import Outcome, Quota, Verdict
 from bulkmail.providers.errors import scrub, transport_outcome

@@ -34,8 +34,8 @@ from types import TracebackType
 
 import aiosmtplib
 
-from bulkmail.message import Message
-from bulkmail.mime import MessageTooLarge, MimeBuilder
+from bulkmail.mail.message import Message
+from bulkmail.mail.mime import MessageTooLarge, MimeBuilder
 from bulkmail.providers._smtp_replies import (
     SMTP_PRESETS,
     Stage,

@@ -53,7 +53,7 @@ class Message:
     def to_mime(self, *, now: float | None = None) -> bytes:
         """This message as RFC 5322 bytes (CRLF line ends), for raw sends and SMTP.
 
-        Built by :class:`bulkmail.mime.MimeBuilder` (~50 µs for a 2 KB text + HTML
+        Built by :class:`bulkmail.mail.mime.MimeBuilder` (~50 µs for a 2 KB text + HTML
         message; the stdlib ``EmailMessage`` route measured ~1.5 ms). A message that already
         carries ``raw`` bytes is returned unchanged.
 
@@ -63,6 +63,6 @@ class Message:
         """
         if self.raw is not None:
             return self.raw
-        from bulkmail.mime import MimeBuilder  # mime imports this module
+        from bulkmail.mail.mime import MimeBuilder  # mime imports this module
 
         return MimeBuilder().build(self, now=now)

@@ -24,7 +24,7 @@ from typing import Any, Literal, TextIO, TypeVar
 
 import orjson
 
-from bulkmail.engine import Summary
+from bulkmail.delivery.engine import Summary
 from bulkmail.errors import BulkmailError, CampaignStopped
 from bulkmail.signing import SES_SMTP_REGIONS, ses_smtp_password
 

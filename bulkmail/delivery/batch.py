@@ -19,7 +19,7 @@ included, goes through :func:`~bulkmail.providers.directmail.batch_limiter`. Ans
 
 ========== ===========================================================================
 sent       the line says ``sent`` with the ``EnvId``
-throttled  back off (:class:`~bulkmail.sender.RetryPolicy`, ``max_throttled``), try again
+throttled  back off (:class:`~bulkmail.delivery.sender.RetryPolicy`, ``max_throttled``), try again
 retry      503 / connection refused (certainly not queued): back off, try again, up to
            the campaign's ``max_attempts``; then ``failed``
 ambiguous  no answer after the request went out, or another 5xx (500, 502, 504 may come
@@ -50,14 +50,14 @@ from typing import Any, BinaryIO
 import orjson
 from aiolimiter import AsyncLimiter
 
-from bulkmail._journal_store import timestamp  # the journal's own format
-from bulkmail.campaign import Campaign
-from bulkmail.engine import Summary
+from bulkmail.books._journal_store import timestamp  # the journal's own format
+from bulkmail.books.journal import Recovery
+from bulkmail.delivery.engine import Summary
+from bulkmail.delivery.sender import RetryPolicy
 from bulkmail.errors import CampaignStopped, ConfigError, FatalProviderError, QuotaExhausted
-from bulkmail.journal import Recovery
+from bulkmail.input.campaign import Campaign
 from bulkmail.providers.base import Outcome, Verdict
 from bulkmail.providers.directmail import DirectMailProvider, batch_limiter
-from bulkmail.sender import RetryPolicy
 
 
 @dataclass(slots=True, frozen=True, kw_only=True)
@@ -117,7 +117,7 @@ class BatchSummary:
         return 1 if self.failed or self.stopped else 0
 
     def as_summary(self) -> Summary:
-        """The engine's :class:`~bulkmail.engine.Summary` (counts are *lists*, not
+        """The engine's :class:`~bulkmail.delivery.engine.Summary` (counts are *lists*, not
         recipients), so ``run_campaign`` and the CLI report a batch run like any other."""
         return Summary(
             name=self.name,

@@ -41,8 +41,8 @@ from typing import Any, Literal, Protocol, TypedDict
 
 import orjson
 
-from bulkmail import _journal_store as store
-from bulkmail._journal_store import SUPPRESSED
+from bulkmail.books import _journal_store as store
+from bulkmail.books._journal_store import SUPPRESSED
 from bulkmail.errors import JournalError
 
 #: Skip codes that are expected housekeeping rather than a problem with the list.
@@ -52,7 +52,7 @@ _ATTEMPTED = frozenset({"sent", "failed", "uncertain"})
 
 
 class RecipientLike(Protocol):
-    """What :meth:`Journal.add_rows` reads from a :class:`bulkmail.recipients.Recipient`."""
+    """What :meth:`Journal.add_rows` reads from a :class:`bulkmail.input.recipients.Recipient`."""
 
     @property
     def line(self) -> int: ...
@@ -65,7 +65,7 @@ class RecipientLike(Protocol):
 
 
 class RejectedLike(Protocol):
-    """What :meth:`Journal.add_rows` reads from a :class:`bulkmail.recipients.Rejected`."""
+    """What :meth:`Journal.add_rows` reads from a :class:`bulkmail.input.recipients.Rejected`."""
 
     @property
     def line(self) -> int: ...

@@ -12,8 +12,8 @@ Credentials never live in the campaign: a key that looks like one is refused, wi
 its value, because credentials come from the environment.
 
 The generic machinery (YAML with line numbers, value checkers, the problem collector) lives in
-:mod:`bulkmail._yamlconfig`, the provider rules (``provider:``, ``directmail:``, which keys each
-provider takes) in :mod:`bulkmail._providerconfig`; this module holds the campaign's other keys
+:mod:`bulkmail.input._yamlconfig`, the provider rules (``provider:``, ``directmail:``, which keys each
+provider takes) in :mod:`bulkmail.input._providerconfig`; this module holds the campaign's other keys
 and rules.
 
 >>> campaign = Campaign.from_file("examples/campaign.yaml", overrides={"rate": 5})  # doctest: +SKIP
@@ -34,8 +34,9 @@ from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlsplit
 
-from bulkmail._providerconfig import ProviderChecker, ProviderConfig, endpoint_url
-from bulkmail._yamlconfig import (
+from bulkmail.errors import ConfigError
+from bulkmail.input._providerconfig import ProviderChecker, ProviderConfig, endpoint_url
+from bulkmail.input._yamlconfig import (
     Bad,
     address,
     describe,
@@ -49,7 +50,6 @@ from bulkmail._yamlconfig import (
     scalar_text,
     string,
 )
-from bulkmail.errors import ConfigError
 
 MAX_BODY_BYTES = 10 * 1024 * 1024  #: text/html files (and the campaign file) above this are refused
 MAX_ATTACHMENT_BYTES = 40 * 1024 * 1024  #: SES's ceiling for a whole message; no provider is higher

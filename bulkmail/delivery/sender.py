@@ -27,9 +27,9 @@ from enum import StrEnum
 from types import TracebackType
 
 from bulkmail.errors import CampaignStopped, FatalProviderError, QuotaExhausted
-from bulkmail.message import Message
+from bulkmail.mail.message import Message
+from bulkmail.pacing.local import RateLimiter
 from bulkmail.providers.base import Outcome, Provider, Verdict
-from bulkmail.ratelimit import RateLimiter
 
 
 class _Drained(Exception):

@@ -23,20 +23,20 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
-from bulkmail.campaign import Campaign
-from bulkmail.compose import Composer
+from bulkmail.books.journal import Journal, PendingRow, Recovery, RowOutcome
+from bulkmail.delivery.sender import Delivery, RetryPolicy, Sender, Status
 from bulkmail.errors import CampaignStopped, FatalProviderError, QuotaExhausted
-from bulkmail.journal import Journal, PendingRow, Recovery, RowOutcome
-from bulkmail.message import Message
-from bulkmail.recipients import (
+from bulkmail.input.campaign import Campaign
+from bulkmail.input.compose import Composer
+from bulkmail.input.recipients import (
     Recipient,
     Rejected,
     list_fingerprint,
     read_recipients,
     read_suppressed,
 )
-from bulkmail.render import RenderProblem
-from bulkmail.sender import Delivery, RetryPolicy, Sender, Status
+from bulkmail.input.render import RenderProblem
+from bulkmail.mail.message import Message
 
 T = TypeVar("T")
 

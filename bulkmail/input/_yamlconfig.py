@@ -17,7 +17,7 @@ The generic half of config validation, with nothing campaign-specific in it:
 >>> check("3")
 Traceback (most recent call last):
 ...
-bulkmail._yamlconfig.Bad: must be a whole number, got str
+bulkmail.input._yamlconfig.Bad: must be a whole number, got str
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
-"""From a recipient row to the finished :class:`~bulkmail.message.Message` a provider sends.
+"""From a recipient row to the finished :class:`~bulkmail.mail.message.Message` a provider sends.
 
-Rendering (:mod:`bulkmail.render`) fills the templates; composing adds what depends on the
+Rendering (:mod:`bulkmail.input.render`) fills the templates; composing adds what depends on the
 campaign's sending mode. Everything that does not depend on the recipient is prepared once,
 in :meth:`Composer.for_campaign`; per recipient only the row's own work is done.
 
@@ -8,7 +8,7 @@ The modes, chosen once per campaign:
 
 - **simple**: the rendered message as is (SES ``Simple`` content, DirectMail).
 - **raw**: RFC 5322 bytes in :attr:`Message.raw`, built by one shared
-  :class:`~bulkmail.mime.MimeBuilder`. Used when the campaign has ``attachments`` or an
+  :class:`~bulkmail.mail.mime.MimeBuilder`. Used when the campaign has ``attachments`` or an
   ``attachment_column``, always for SMTP, and for SES v1 when the message carries headers
   (v1 ``SendEmail`` has no header field). Campaign-wide attachments are read and base64
   encoded once. The SES sending-authorization ARNs (``source_arn``, ``from_arn``,
@@ -37,10 +37,12 @@ from pathlib import Path
 
 import orjson
 
-from bulkmail.campaign import Campaign
 from bulkmail.errors import ConfigError
-from bulkmail.message import Message
-from bulkmail.mime import (
+from bulkmail.input.campaign import Campaign
+from bulkmail.input.recipients import Recipient
+from bulkmail.input.render import Renderer, RenderProblem
+from bulkmail.mail.message import Message
+from bulkmail.mail.mime import (
     SES_V1_RAW_LIMIT,
     SES_V2_RAW_LIMIT,
     Attachment,
@@ -48,8 +50,6 @@ from bulkmail.mime import (
     MimeBuilder,
     load_attachment,
 )
-from bulkmail.recipients import Recipient
-from bulkmail.render import Renderer, RenderProblem
 
 _CID_CHAR = r"[!#-;=?-~]"  # what mime.Attachment accepts in a Content-ID
 _CID_NAME = re.compile(f"{_CID_CHAR}+").fullmatch

@@ -7,8 +7,8 @@ SMTP), at the top level (SES-only ``template``, DirectMail-only ``directmail:``.
 ``directmail:`` block itself. SMTP's ``host: ses`` / ``host: directmail`` presets are resolved
 through :data:`bulkmail.providers.smtp.SMTP_PRESETS`.
 
-:class:`ProviderChecker` adds these rules to the generic :class:`~bulkmail._yamlconfig.Checker`;
-:mod:`bulkmail.campaign` builds its checker on top of it.
+:class:`ProviderChecker` adds these rules to the generic :class:`~bulkmail.input._yamlconfig.Checker`;
+:mod:`bulkmail.input.campaign` builds its checker on top of it.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from bulkmail._yamlconfig import (
+from bulkmail.input._yamlconfig import (
     Bad,
     Checker,
     choice,

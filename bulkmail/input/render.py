@@ -1,6 +1,6 @@
-"""Templates compiled once per campaign, then one :class:`~bulkmail.message.Message` per recipient.
+"""Templates compiled once per campaign, then one :class:`~bulkmail.mail.message.Message` per recipient.
 
->>> from bulkmail.recipients import Recipient
+>>> from bulkmail.input.recipients import Recipient
 >>> r = Renderer(sender="News <news@example.com>", subject="Hi {{ first_name }}",
 ...              text="Hello {{ first_name }}", html=None)
 >>> row = Recipient(line=2, email="ana@example.com", key="ana@example.com",
@@ -30,8 +30,8 @@ import jinja2
 from jinja2 import meta
 
 from bulkmail.errors import ConfigError
-from bulkmail.message import Message
-from bulkmail.recipients import Recipient
+from bulkmail.input.recipients import Recipient
+from bulkmail.mail.message import Message
 
 # Everything str.splitlines() breaks on, plus NUL: the email package refuses a header value
 # that splitlines() would split, so any of these would crash MIME building later.

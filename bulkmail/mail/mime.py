@@ -31,7 +31,7 @@ from email.utils import formataddr, formatdate, getaddresses, parseaddr
 from pathlib import Path
 from urllib.parse import quote
 
-from bulkmail.message import Message
+from bulkmail.mail.message import Message
 
 #: SES v2 ``SendEmail`` raw message limit (after MIME encoding, attachments included).
 SES_V2_RAW_LIMIT = 40 * 1024 * 1024

@@ -1,6 +1,6 @@
 """The journal's SQLite file: schema and statements, the lock, opening, reports, export.
 
-Private to :mod:`bulkmail.journal`, whose :class:`~bulkmail.journal.Journal` decides when a
+Private to :mod:`bulkmail.books.journal`, whose :class:`~bulkmail.books.journal.Journal` decides when a
 row changes state. This module holds how the books sit on disk: the schema and the SQL that
 moves rows, the pid lock beside the file, the format and hash checks (and the settling of
 in-flight rows) done at open, the read-only counts and the atomic results export.
