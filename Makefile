@@ -1,44 +1,58 @@
 # bulkmail — everything a newcomer needs is `make run` and `make test`.
+# Three venv flavours share one .venv: `run` installs the runtime only, `test` adds the test
+# extras (and a Redis-compatible server for the fleet tests), `bench` the benchmark extras.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed-$(shell $(PYTHON) -c "import hashlib,sys;print(hashlib.sha256(open('pyproject.toml','rb').read()).hexdigest()[:12])")
+HASH   := $(shell $(PYTHON) -c "import hashlib;print(hashlib.sha256(open('pyproject.toml','rb').read()).hexdigest()[:12])")
 
-.PHONY: install run run-directmail test lint typecheck bench clean
+.PHONY: install install-test install-bench run run-directmail test lint typecheck bench clean
 
-$(STAMP): pyproject.toml
+$(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
-	rm -f $(VENV)/.installed-*
-	touch $(STAMP)
 
-install: $(STAMP)
+$(VENV)/.runtime-$(HASH): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
+$(VENV)/.test-$(HASH): $(VENV)/.runtime-$(HASH)
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@
+
+$(VENV)/.bench-$(HASH): $(VENV)/.test-$(HASH)
+	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
+	touch $@
+
+install: $(VENV)/.runtime-$(HASH)
+install-test: $(VENV)/.test-$(HASH)
+install-bench: $(VENV)/.bench-$(HASH)
 
 # Send the example campaign to the embedded sandbox; the mails land in examples/outbox/.
-run: $(STAMP)
+run: install
 	rm -f examples/campaign.journal.sqlite* examples/campaign.results.jsonl
 	$(BIN)/bulkmail examples/campaign.yaml
 	@echo "Open the messages in examples/outbox/ (one .eml per recipient);"
 	@echo "per-recipient outcomes are in examples/campaign.results.jsonl."
 
 # The same over Alibaba Cloud DirectMail (SingleSendMail, one signed call per recipient).
-run-directmail: $(STAMP)
+run-directmail: install
 	rm -f examples/directmail.journal.sqlite* examples/directmail.results.jsonl
 	$(BIN)/bulkmail examples/directmail.yaml
 	@echo "Open the messages in examples/outbox/ (one .eml per recipient);"
 	@echo "per-recipient outcomes are in examples/directmail.results.jsonl."
 
-lint: $(STAMP)
+lint: install-test
 	$(BIN)/ruff check bulkmail tests benchmarks
+	$(BIN)/ruff format --check bulkmail tests benchmarks
 
-typecheck: $(STAMP)
+typecheck: install-test
 	$(BIN)/mypy
 
-test: $(STAMP) lint typecheck
+test: install-test lint typecheck
 	$(BIN)/pytest -q
 
-bench: $(STAMP)
+bench: install-bench
 	$(BIN)/python -m benchmarks.run
 
 clean:

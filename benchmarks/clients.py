@@ -69,8 +69,15 @@ def run_bulkmail(folder: Path, url: str, concurrency: int) -> int:
     out = io.StringIO()
     with redirect_stdout(out):
         code = main(
-            [str(folder / "campaign.yaml"), "--endpoint", url, "--json", "--quiet",
-             "--concurrency", str(concurrency)]
+            [
+                str(folder / "campaign.yaml"),
+                "--endpoint",
+                url,
+                "--json",
+                "--quiet",
+                "--concurrency",
+                str(concurrency),
+            ]
         )
     summary = json.loads(out.getvalue().strip().splitlines()[-1])
     SPAN_RATE["rate"] = float(summary["rate_per_s"])  # first send to last send
@@ -159,9 +166,19 @@ def main() -> None:
     wall = time.perf_counter() - start
     cpu = time.process_time() - start_cpu
     maxrss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"client": which, "sent": sent, "wall_s": wall, "cpu_s": cpu,
-                      "maxrss_mb": maxrss_mb, "span_rate": SPAN_RATE.get("rate"),
-                      "first_send_s": SPAN_RATE.get("first_send_s")}))
+    print(
+        json.dumps(
+            {
+                "client": which,
+                "sent": sent,
+                "wall_s": wall,
+                "cpu_s": cpu,
+                "maxrss_mb": maxrss_mb,
+                "span_rate": SPAN_RATE.get("rate"),
+                "first_send_s": SPAN_RATE.get("first_send_s"),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

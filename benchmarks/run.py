@@ -90,9 +90,20 @@ def run_client(
             stale.unlink()
     before = sink_stats(url)
     out = subprocess.run(
-        [sys.executable, "-m", "benchmarks.clients", which, str(folder), url,
-         "--concurrency", str(concurrency)],
-        cwd=ROOT, capture_output=True, text=True, check=True,
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.clients",
+            which,
+            str(folder),
+            url,
+            "--concurrency",
+            str(concurrency),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     after = sink_stats(url)
     result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
@@ -112,21 +123,26 @@ def throughput(args: argparse.Namespace) -> list[dict[str, Any]]:
             for which in clients:
                 result = run_client(which, folder, url, concurrency[which])
                 rows[which].append(result)
-                print(f"  run {repeat + 1} {which:12s} {result['sent'] / result['wall_s']:8.0f}/s",
-                      file=sys.stderr)
+                print(
+                    f"  run {repeat + 1} {which:12s} {result['sent'] / result['wall_s']:8.0f}/s",
+                    file=sys.stderr,
+                )
     table = []
     for which in clients:
         runs = rows[which]
         rates = [r["sent"] / r["wall_s"] for r in runs]
-        table.append({
-            "client": which,
-            "sent": runs[0]["sent"],
-            "sends_per_s": statistics.median(rates),
-            "cpu_us_per_send": statistics.median(r["cpu_s"] / r["sent"] * 1e6 for r in runs),
-            "peak_rss_mb": max(r["maxrss_mb"] for r in runs),
-            "sink_cpu_us_per_send": statistics.median(
-                r["sink_cpu_s"] / r["sent"] * 1e6 for r in runs),
-        })
+        table.append(
+            {
+                "client": which,
+                "sent": runs[0]["sent"],
+                "sends_per_s": statistics.median(rates),
+                "cpu_us_per_send": statistics.median(r["cpu_s"] / r["sent"] * 1e6 for r in runs),
+                "peak_rss_mb": max(r["maxrss_mb"] for r in runs),
+                "sink_cpu_us_per_send": statistics.median(
+                    r["sink_cpu_s"] / r["sent"] * 1e6 for r in runs
+                ),
+            }
+        )
     print_table(table, args.n)
     if args.chart:
         chart(table, Path(args.chart))
@@ -141,8 +157,10 @@ def print_table(table: list[dict[str, Any]], n: int) -> None:
     print("|---|---:|---:|---:|---:|---:|")
     for row in table:
         ratio = f"{bm / row['sends_per_s']:.1f}×" if bm and row["client"] != "bulkmail" else "—"
-        print(f"| {row['client']} | {row['sends_per_s']:,.0f} | {row['cpu_us_per_send']:,.0f} "
-              f"| {row['peak_rss_mb']:.0f} | {row['sink_cpu_us_per_send']:.0f} | {ratio} |")
+        print(
+            f"| {row['client']} | {row['sends_per_s']:,.0f} | {row['cpu_us_per_send']:,.0f} "
+            f"| {row['peak_rss_mb']:.0f} | {row['sink_cpu_us_per_send']:.0f} | {ratio} |"
+        )
 
 
 def chart(table: list[dict[str, Any]], path: Path) -> None:
@@ -164,8 +182,10 @@ def chart(table: list[dict[str, Any]], path: Path) -> None:
 
 
 def pacing(args: argparse.Namespace) -> None:
-    print("| rate R | recipients | wall s | wall rate/R | send-span rate/R | throttled "
-          "| max in any 1 s |")
+    print(
+        "| rate R | recipients | wall s | wall rate/R | send-span rate/R | throttled "
+        "| max in any 1 s |"
+    )
     print("|---:|---:|---:|---:|---:|---:|---:|")
     for rate in [float(r) for r in args.rates.split(",")]:
         n = max(int(rate * args.seconds), 50)
@@ -175,12 +195,17 @@ def pacing(args: argparse.Namespace) -> None:
             result = run_client("bulkmail", folder, url, 512)
             stats = sink_stats(url)
             achieved = result["sent"] / result["wall_s"]
-            print(f"| {rate:g} | {n} | {result['wall_s']:.1f} | {achieved / rate:.3f} "
-                  f"| {result['span_rate'] / rate:.3f} | {stats['throttled']} "
-                  f"| {stats['max_window']} |", flush=True)
+            print(
+                f"| {rate:g} | {n} | {result['wall_s']:.1f} | {achieved / rate:.3f} "
+                f"| {result['span_rate'] / rate:.3f} | {stats['throttled']} "
+                f"| {stats['max_window']} |",
+                flush=True,
+            )
             if stats["throttle_times"]:
-                print(f"  throttled at (s from first request): {stats['throttle_times']}",
-                      file=sys.stderr)
+                print(
+                    f"  throttled at (s from first request): {stats['throttle_times']}",
+                    file=sys.stderr,
+                )
 
 
 def latency(args: argparse.Namespace) -> None:
@@ -191,9 +216,11 @@ def latency(args: argparse.Namespace) -> None:
         result = run_client("bulkmail", folder, url, 2048)
     achieved = result["sent"] / result["wall_s"]
     span = result["span_rate"]
-    print(f"latency {args.latency * 1000:.0f} ms, rate {args.rate:g}: {result['sent']} sent in "
-          f"{result['wall_s']:.1f}s = {achieved:,.0f}/s wall ({achieved / args.rate:.1%} of "
-          f"rate); first-to-last send {span:,.0f}/s ({span / args.rate:.1%})")
+    print(
+        f"latency {args.latency * 1000:.0f} ms, rate {args.rate:g}: {result['sent']} sent in "
+        f"{result['wall_s']:.1f}s = {achieved:,.0f}/s wall ({achieved / args.rate:.1%} of "
+        f"rate); first-to-last send {span:,.0f}/s ({span / args.rate:.1%})"
+    )
 
 
 def resume(args: argparse.Namespace) -> None:
@@ -203,10 +230,12 @@ def resume(args: argparse.Namespace) -> None:
         write_campaign(folder, args.n, rate=1_000_000, extra=f"daily_limit: {args.n // 2}\n")
         first = run_client("bulkmail", folder, url, 256, keep_journal=False)
         second = run_client("bulkmail", folder, url, 256, keep_journal=True)
-    print(f"{args.n:,}-row list: first run sent {first['sent']:,} (first send after "
-          f"{first['first_send_s']:.2f}s); resumed run reached its first new send after "
-          f"{second['first_send_s']:.2f}s and sent {second['sent']:,} more "
-          f"(peak RSS {max(first['maxrss_mb'], second['maxrss_mb']):.0f} MB)")
+    print(
+        f"{args.n:,}-row list: first run sent {first['sent']:,} (first send after "
+        f"{first['first_send_s']:.2f}s); resumed run reached its first new send after "
+        f"{second['first_send_s']:.2f}s and sent {second['sent']:,} more "
+        f"(peak RSS {max(first['maxrss_mb'], second['maxrss_mb']):.0f} MB)"
+    )
 
 
 def memory(args: argparse.Namespace) -> None:
@@ -215,16 +244,22 @@ def memory(args: argparse.Namespace) -> None:
         write_campaign(folder, args.n, rate=1_000_000)
         started = time.perf_counter()
         result = run_client("bulkmail", folder, url, 256)
-        print(f"{args.n:,} recipients: {result['sent']:,} sent in {result['wall_s']:.0f}s "
-              f"({result['sent'] / result['wall_s']:,.0f}/s), peak RSS "
-              f"{result['maxrss_mb']:.0f} MB, first send after {result['first_send_s']:.2f}s, "
-              f"total {time.perf_counter() - started:.0f}s")
+        print(
+            f"{args.n:,} recipients: {result['sent']:,} sent in {result['wall_s']:.0f}s "
+            f"({result['sent'] / result['wall_s']:,.0f}/s), peak RSS "
+            f"{result['maxrss_mb']:.0f} MB, first send after {result['first_send_s']:.2f}s, "
+            f"total {time.perf_counter() - started:.0f}s"
+        )
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("mode", nargs="?", default="throughput",
-                        choices=["throughput", "pacing", "latency", "memory", "resume"])
+    parser.add_argument(
+        "mode",
+        nargs="?",
+        default="throughput",
+        choices=["throughput", "pacing", "latency", "memory", "resume"],
+    )
     parser.add_argument("--n", type=int, default=20000)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--only", default="bulkmail,boto3,aiobotocore")

@@ -44,9 +44,16 @@ class Stats:
 
 def _response(status: str, body: bytes, content_type: bytes, extra: bytes = b"") -> bytes:
     return (
-        b"HTTP/1.1 " + status.encode() + b"\r\nContent-Type: " + content_type
-        + b"\r\nContent-Length: " + str(len(body)).encode() + b"\r\n" + extra
-        + b"Connection: keep-alive\r\n\r\n" + body
+        b"HTTP/1.1 "
+        + status.encode()
+        + b"\r\nContent-Type: "
+        + content_type
+        + b"\r\nContent-Length: "
+        + str(len(body)).encode()
+        + b"\r\n"
+        + extra
+        + b"Connection: keep-alive\r\n\r\n"
+        + body
     )
 
 
@@ -66,9 +73,7 @@ def _v1_ok(action: bytes) -> bytes:
 
 def _dm_ok() -> bytes:
     n = next(_counter)
-    return _response(
-        "200 OK", b'{"EnvId":"%d","RequestId":"r-%d"}' % (n, n), b"application/json"
-    )
+    return _response("200 OK", b'{"EnvId":"%d","RequestId":"r-%d"}' % (n, n), b"application/json")
 
 
 _V2_THROTTLE = _response(
@@ -162,8 +167,7 @@ class SinkProtocol(asyncio.Protocol):
             return
         if line.startswith(b"GET /v2/email/account"):
             quota = self.quota or 100000
-            doc = {"SendQuota": {"Max24HourSend": 1e9, "MaxSendRate": quota,
-                                 "SentLast24Hours": 0}}
+            doc = {"SendQuota": {"Max24HourSend": 1e9, "MaxSendRate": quota, "SentLast24Hours": 0}}
             self.send(_response("200 OK", json.dumps(doc).encode(), b"application/json"))
             return
         if b" /v2/email/outbound-emails" in line:

@@ -95,8 +95,9 @@ def make_provider(
             return _smtp_provider(campaign, environ)
     except ValueError as exc:
         raise ConfigError(str(exc), file=str(campaign.path), key="provider") from None
-    raise ConfigError(f"unknown provider {config.name!r}", file=str(campaign.path),
-                      key="provider.name")
+    raise ConfigError(
+        f"unknown provider {config.name!r}", file=str(campaign.path), key="provider.name"
+    )
 
 
 def _ses_v2_extra(campaign: Campaign) -> dict[str, str]:

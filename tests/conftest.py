@@ -45,8 +45,11 @@ class MotoSes:
 
     def messages(self) -> list[dict[str, Any]]:
         ses = self.data().get("ses", {})
-        return [*ses.get("Message", []), *ses.get("RawMessage", []),
-                *ses.get("TemplateMessage", [])]
+        return [
+            *ses.get("Message", []),
+            *ses.get("RawMessage", []),
+            *ses.get("TemplateMessage", []),
+        ]
 
     def recipients(self, domain: str) -> list[str]:
         """Every To address (across simple, raw and templated sends) in ``domain``."""
@@ -154,7 +157,7 @@ def make_campaign(tmp_path: Path) -> CampaignFactory:
             f'from: "News <{SENDER}>"\n'
             'subject: "Hi {{ first_name }}"\n'
             "text: {file: body.txt}\n"
-            "html: \"<p>Hello {{ first_name }}</p>\"\n"
+            'html: "<p>Hello {{ first_name }}</p>"\n'
             "recipients: list.csv\n" + extra,
             encoding="utf-8",
         )

@@ -546,7 +546,10 @@ def test_directmail_smtp_preset_uses_the_documented_host(
     ).replace("tags: {campaign: spring}\n", "")
     campaign = Campaign.from_file(write(folder, text))
     assert (campaign.provider.host, campaign.provider.port, campaign.provider.tls) == (
-        host, 465, "implicit")
+        host,
+        465,
+        "implicit",
+    )
 
 
 def test_directmail_smtp_preset_refuses_an_unknown_region(folder: Path) -> None:

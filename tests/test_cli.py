@@ -37,24 +37,28 @@ Edit = Callable[[Path], None]
 def _replace(old: str, new: str) -> Edit:
     def edit(path: Path) -> None:
         path.write_text(path.read_text().replace(old, new))
+
     return edit
 
 
 def _append(text: str) -> Edit:
     def edit(path: Path) -> None:
         path.write_text(path.read_text() + text)
+
     return edit
 
 
 def _write(name: str, data: bytes) -> Edit:
     def edit(path: Path) -> None:
         (path.parent / name).write_bytes(data)
+
     return edit
 
 
 def _remove(name: str) -> Edit:
     def edit(path: Path) -> None:
         (path.parent / name).unlink()
+
     return edit
 
 
@@ -66,14 +70,16 @@ CONFIG_ERRORS: dict[str, tuple[Edit, list[str]]] = {
     "missing text file": (_remove("body.txt"), ["body.txt"]),
     "non-utf8 text file": (_write("body.txt", b"caf\xe9 {{ first_name }}"), ["body.txt"]),
     "negative rate": (_replace("rate: 1000", "rate: -3"), ["rate"]),
-    "crlf in subject": (_replace('subject: "Hi', 'subject: "Bcc: x@evil.org\\r\\nHi'),
-                        ["subject"]),
-    "from not an address": (_replace('from: "News <news@example.com>"', "from: nobody"),
-                            ["from"]),
-    "credential in file": (_append(f"aws_secret_access_key: {SECRET}\n"),
-                           ["aws_secret_access_key"]),
-    "missing email column": (_write("list.csv", b"mail,first_name\na@example.org,A\n"),
-                             ["list.csv", "email"]),
+    "crlf in subject": (_replace('subject: "Hi', 'subject: "Bcc: x@evil.org\\r\\nHi'), ["subject"]),
+    "from not an address": (_replace('from: "News <news@example.com>"', "from: nobody"), ["from"]),
+    "credential in file": (
+        _append(f"aws_secret_access_key: {SECRET}\n"),
+        ["aws_secret_access_key"],
+    ),
+    "missing email column": (
+        _write("list.csv", b"mail,first_name\na@example.org,A\n"),
+        ["list.csv", "email"],
+    ),
     "template syntax error": (_write("body.txt", b"Hello {{ first_name \n"), ["body.txt"]),
 }
 
@@ -101,8 +107,10 @@ def test_bad_rate_flag(make_campaign: CampaignFactory, capsys: pytest.CaptureFix
 
 
 def test_missing_credentials_for_a_real_endpoint(
-    make_campaign: CampaignFactory, capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+    make_campaign: CampaignFactory,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
 ) -> None:
     for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
         monkeypatch.delenv(var, raising=False)
@@ -115,17 +123,26 @@ def test_missing_credentials_for_a_real_endpoint(
 
 ROW_CASES: dict[str, tuple[bytes, dict[str, int]]] = {
     "bom": (b"\xef\xbb\xbfemail,first_name\na@example.org,A\nb@example.org,B\n", {"sent": 2}),
-    "invalid address": (b"email,first_name\nnot-an-address,A\nb@example.org,B\n",
-                        {"sent": 1, "skipped": 1}),
-    "non-utf8 row": (b"email,first_name\na@example.org,Andr\xe9\nb@example.org,B\n",
-                     {"sent": 1, "skipped": 1}),
-    "ragged row": (b"email,first_name\na@example.org,A,extra\nb@example.org,B\n",
-                   {"sent": 1, "skipped": 1}),
-    "megabyte field": (b"email,first_name\na@example.org," + b"x" * 1_100_000
-                       + b"\nb@example.org,B\n", {"sent": 1, "skipped": 1}),
+    "invalid address": (
+        b"email,first_name\nnot-an-address,A\nb@example.org,B\n",
+        {"sent": 1, "skipped": 1},
+    ),
+    "non-utf8 row": (
+        b"email,first_name\na@example.org,Andr\xe9\nb@example.org,B\n",
+        {"sent": 1, "skipped": 1},
+    ),
+    "ragged row": (
+        b"email,first_name\na@example.org,A,extra\nb@example.org,B\n",
+        {"sent": 1, "skipped": 1},
+    ),
+    "megabyte field": (
+        b"email,first_name\na@example.org," + b"x" * 1_100_000 + b"\nb@example.org,B\n",
+        {"sent": 1, "skipped": 1},
+    ),
     "header injection in a field": (
         b'email,first_name\na@example.org,"A\r\nBcc: victim@example.org"\nb@example.org,B\n',
-        {"sent": 1, "skipped": 1}),
+        {"sent": 1, "skipped": 1},
+    ),
     "missing column for template": (b"email\na@example.org\n", {"skipped": 1}),
     "empty list": (b"email,first_name\n", {}),
 }
@@ -182,7 +199,9 @@ def test_changed_campaign_is_refused_then_restart_or_force(
 
 
 def test_secrets_never_appear_in_output_results_or_journal(
-    make_campaign: CampaignFactory, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+    make_campaign: CampaignFactory,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
 ) -> None:
     # A real-looking endpoint that answers SignatureDoesNotMatch (the sandbox does: its
     # credentials differ), echoing what it can; nothing secret may leak anywhere.
@@ -193,11 +212,22 @@ def test_secrets_never_appear_in_output_results_or_journal(
     async def scenario() -> tuple[int, str, str, Path]:
         async with Sandbox() as sandbox:
             path = make_campaign(count=5, provider=f"name: ses\n  endpoint: {sandbox.url}")
-            env = dict(os.environ, AWS_ACCESS_KEY_ID="AKIAEXAMPLEEXAMPLE",
-                       AWS_SECRET_ACCESS_KEY=SECRET, AWS_SESSION_TOKEN=TOKEN)
+            env = dict(
+                os.environ,
+                AWS_ACCESS_KEY_ID="AKIAEXAMPLEEXAMPLE",
+                AWS_SECRET_ACCESS_KEY=SECRET,
+                AWS_SESSION_TOKEN=TOKEN,
+            )
             proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "bulkmail", str(path), "--json",
-                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+                sys.executable,
+                "-m",
+                "bulkmail",
+                str(path),
+                "--json",
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env=env,
+            )
             out, err = await proc.communicate()
             assert proc.returncode is not None
             return proc.returncode, out.decode(), err.decode(), path

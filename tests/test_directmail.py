@@ -81,8 +81,7 @@ async def recorder() -> AsyncIterator[Recorder]:
         status, doc = rec.answer(params)
         if isinstance(doc, str | bytes):
             return web.Response(status=status, body=doc)
-        return web.Response(status=status, body=orjson.dumps(doc),
-                            content_type="application/json")
+        return web.Response(status=status, body=orjson.dumps(doc), content_type="application/json")
 
     app = web.Application()
     app.router.add_post("/", handle)
@@ -146,11 +145,8 @@ def provider(sandbox: Sandbox, clock: FakeClock, **options: Any) -> DirectMailPr
 # -- against the sandbox -----------------------------------------------------------------------
 
 
-async def test_single_send_is_accepted_with_every_field(
-    sandbox: Sandbox, clock: FakeClock
-) -> None:
-    async with provider(sandbox, clock, tag_name="spring", click_trace="1",
-                        address_type=0) as dm:
+async def test_single_send_is_accepted_with_every_field(sandbox: Sandbox, clock: FakeClock) -> None:
+    async with provider(sandbox, clock, tag_name="spring", click_trace="1", address_type=0) as dm:
         outcome = await dm.send(message(reply_to=("help@example.com",)))
     assert outcome.verdict is Verdict.SENT, outcome
     (accepted,) = sandbox.accepted
@@ -232,8 +228,14 @@ async def test_wrong_secret_is_fatal_and_scrubbed(sandbox: Sandbox, clock: FakeC
     assert outcome.error_code == "SignatureDoesNotMatch"
     error = outcome.error or ""
     assert "not matched with our calculation" in error
-    for leak in ("string to sign", "POST&", "%26", "not-the-sandbox-secret-xyz",
-                 SANDBOX_ALIBABA.access_key_secret, SANDBOX_ALIBABA.access_key_id):
+    for leak in (
+        "string to sign",
+        "POST&",
+        "%26",
+        "not-the-sandbox-secret-xyz",
+        SANDBOX_ALIBABA.access_key_secret,
+        SANDBOX_ALIBABA.access_key_id,
+    ):
         assert leak.lower() not in error.lower(), leak
     assert sandbox.accepted == [] and sandbox.stats["signature_failures"] == 1
 
@@ -246,8 +248,9 @@ async def test_unknown_access_key_is_fatal(sandbox: Sandbox, clock: FakeClock) -
 
 
 async def test_a_clock_far_off_is_fatal(sandbox: Sandbox, clock: FakeClock) -> None:
-    async with DirectMailProvider(credentials=SANDBOX_ALIBABA, endpoint=sandbox.url,
-                                  clock=lambda: clock.now - 3600) as dm:
+    async with DirectMailProvider(
+        credentials=SANDBOX_ALIBABA, endpoint=sandbox.url, clock=lambda: clock.now - 3600
+    ) as dm:
         outcome = await dm.send(message())
     assert (outcome.verdict, outcome.error_code) == (Verdict.FATAL, "InvalidTimeStamp.Expired")
 
@@ -299,13 +302,18 @@ def test_region_endpoint_table() -> None:
     for region in ("ap-southeast-1", "ap-southeast-2", "us-east-1", "eu-central-1"):
         assert endpoint_for(region) == f"https://dm.{region}.aliyuncs.com"
     assert set(REGION_ENDPOINTS) == {
-        "cn-hangzhou", "ap-southeast-1", "ap-southeast-2", "us-east-1", "eu-central-1"
+        "cn-hangzhou",
+        "ap-southeast-1",
+        "ap-southeast-2",
+        "us-east-1",
+        "eu-central-1",
     }
     with pytest.raises(ValueError, match="valid regions: cn-hangzhou, ap-southeast-1"):
         DirectMailProvider(credentials=CREDS, region="cn-beijing")
     # An explicit endpoint wins over the region table.
-    provider = DirectMailProvider(credentials=CREDS, region="cn-beijing",
-                                  endpoint="http://127.0.0.1:1/")
+    provider = DirectMailProvider(
+        credentials=CREDS, region="cn-beijing", endpoint="http://127.0.0.1:1/"
+    )
     assert provider._endpoint == "http://127.0.0.1:1"
 
 
@@ -326,8 +334,7 @@ def test_version_and_options_are_checked() -> None:
 def test_validate_message_names_the_problem() -> None:
     dm = DirectMailProvider(credentials=CREDS)
     assert dm.validate_message(message()) is None
-    assert "FromAlias" in (dm.validate_message(message(sender="Sixteen Char Name <n@x.org>"))
-                           or "")
+    assert "FromAlias" in (dm.validate_message(message(sender="Sixteen Char Name <n@x.org>")) or "")
     assert "at most 100" in (dm.validate_message(message(subject="s" * 101)) or "")
     assert "exactly one" in (dm.validate_message(message(to="a@x.org, b@x.org")) or "")
     assert "raw MIME" in (dm.validate_message(message(raw=b"Subject: x\r\n\r\nx")) or "")
@@ -418,8 +425,9 @@ async def test_sts_security_token_is_sent_and_signed(recorder: Recorder) -> None
 
 
 async def test_reply_to_and_version_and_region_go_out(recorder: Recorder) -> None:
-    async with DirectMailProvider(credentials=CREDS, endpoint=recorder.url, region="us-east-1",
-                                  version="2017-06-22") as dm:
+    async with DirectMailProvider(
+        credentials=CREDS, endpoint=recorder.url, region="us-east-1", version="2017-06-22"
+    ) as dm:
         await dm.send(message(reply_to=("Help <help@example.com>",)))
         await dm.send(message())
     first, second = recorder.requests
@@ -454,15 +462,26 @@ async def test_echoed_string_to_sign_is_scrubbed(recorder: Recorder) -> None:
 @pytest.mark.parametrize(
     ("status", "doc", "verdict", "code"),
     [
-        (503, {"Code": "ServiceUnavailable", "Message": "try later"}, Verdict.RETRY,
-         "ServiceUnavailable"),
+        (
+            503,
+            {"Code": "ServiceUnavailable", "Message": "try later"},
+            Verdict.RETRY,
+            "ServiceUnavailable",
+        ),
         (502, "<html>Bad Gateway</html>", Verdict.RETRY, "HTTP502"),
-        (400, {"Code": "InvalidToAddress", "Message": "bad"}, Verdict.REJECTED,
-         "InvalidToAddress"),
-        (400, {"Code": "InvalidSendMail.Spam", "Message": "spam"}, Verdict.THROTTLED,
-         "InvalidSendMail.Spam"),
-        (400, {"Code": "QuotaExhausted", "Message": "no more today"}, Verdict.QUOTA,
-         "QuotaExhausted"),
+        (400, {"Code": "InvalidToAddress", "Message": "bad"}, Verdict.REJECTED, "InvalidToAddress"),
+        (
+            400,
+            {"Code": "InvalidSendMail.Spam", "Message": "spam"},
+            Verdict.THROTTLED,
+            "InvalidSendMail.Spam",
+        ),
+        (
+            400,
+            {"Code": "QuotaExhausted", "Message": "no more today"},
+            Verdict.QUOTA,
+            "QuotaExhausted",
+        ),
         (200, {"RequestId": "r"}, Verdict.AMBIGUOUS, "BadResponse"),
     ],
 )
@@ -486,10 +505,15 @@ async def test_connection_refused_is_retry() -> None:
 
 
 async def test_batch_send_posts_one_batch_call(recorder: Recorder) -> None:
-    async with DirectMailProvider(credentials=CREDS, endpoint=recorder.url,
-                                  tag_name="spring") as dm:
-        outcome = await dm.batch_send(template_name="news", receivers_name="spring-list",
-                                      account_name="news@example.com", click_trace="1")
+    async with DirectMailProvider(
+        credentials=CREDS, endpoint=recorder.url, tag_name="spring"
+    ) as dm:
+        outcome = await dm.batch_send(
+            template_name="news",
+            receivers_name="spring-list",
+            account_name="news@example.com",
+            click_trace="1",
+        )
     assert outcome.verdict is Verdict.SENT and outcome.message_id == "env-1"
     (params,) = recorder.requests
     assert params["Action"] == "BatchSendMail"

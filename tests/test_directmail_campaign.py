@@ -69,15 +69,16 @@ class IndependentDirectMail:
         code = self.refusal(request.method, params)
         if code is not None:
             self.refused[code] += 1
-            return web.json_response({"Code": code, "Message": code, "RequestId": "x"},
-                                     status=400)
+            return web.json_response({"Code": code, "Message": code, "RequestId": "x"}, status=400)
         self.to[params["ToAddress"]] += 1
-        return web.json_response({"EnvId": str(uuid.uuid4().int % 10**15),
-                                  "RequestId": str(uuid.uuid4()).upper()})
+        return web.json_response(
+            {"EnvId": str(uuid.uuid4().int % 10**15), "RequestId": str(uuid.uuid4()).upper()}
+        )
 
     async def recorded(self, request: web.Request) -> web.Response:
-        return web.json_response({"to": self.to, "refused": self.refused,
-                                  "nonces": len(self.nonces)})
+        return web.json_response(
+            {"to": self.to, "refused": self.refused, "nonces": len(self.nonces)}
+        )
 
     def refusal(self, method: str, params: dict[str, str]) -> str | None:
         signature = params.pop("Signature", "")
@@ -134,9 +135,10 @@ class Remote:
     url: str
 
     async def recorded(self) -> tuple[Counter[str], Counter[str], int]:
-        async with aiohttp.ClientSession() as session, session.get(
-            self.url + "/recorded"
-        ) as response:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(self.url + "/recorded") as response,
+        ):
             doc = await response.json()
         return Counter(doc["to"]), Counter(doc["refused"]), int(doc["nonces"])
 
@@ -144,8 +146,11 @@ class Remote:
 @pytest.fixture
 async def remote() -> AsyncIterator[Remote]:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "tests.test_directmail_campaign",
-        cwd=ROOT, stdout=asyncio.subprocess.PIPE,
+        sys.executable,
+        "-m",
+        "tests.test_directmail_campaign",
+        cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE,
     )
     try:
         assert proc.stdout is not None
@@ -162,18 +167,25 @@ async def test_independent_server_refuses_what_directmail_refuses(
     independent: IndependentDirectMail,
 ) -> None:
     """The checker itself is checked: a good request passes, bad ones do not."""
-    base = {"Action": "SingleSendMail", "Version": "2015-11-23", "AccountName": "n@example.com",
-            "AddressType": "1", "ReplyToAddress": "false", "ToAddress": "a@example.org",
-            "Subject": "s", "TextBody": "t"}
+    base = {
+        "Action": "SingleSendMail",
+        "Version": "2015-11-23",
+        "AccountName": "n@example.com",
+        "AddressType": "1",
+        "ReplyToAddress": "false",
+        "ToAddress": "a@example.org",
+        "Subject": "s",
+        "TextBody": "t",
+    }
     good = AlibabaCredentials(KEY_ID, SECRET)
     now = time.time()
 
     async def post(creds: AlibabaCredentials, nonce: str, when: float) -> int:
-        signed = sign_params(base, creds, method="POST", nonce=nonce,
-                             timestamp=rpc_timestamp(when))
-        async with aiohttp.ClientSession() as session, session.post(
-            independent.url + "/", data=signed
-        ) as response:
+        signed = sign_params(base, creds, method="POST", nonce=nonce, timestamp=rpc_timestamp(when))
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(independent.url + "/", data=signed) as response,
+        ):
             return response.status
 
     assert await post(good, "n1", now) == 200
@@ -181,8 +193,9 @@ async def test_independent_server_refuses_what_directmail_refuses(
     assert await post(AlibabaCredentials(KEY_ID, "wrong"), "n2", now) == 400
     assert await post(good, "n3", now - 1000) == 400
     assert independent.to == Counter({"a@example.org": 1})
-    assert independent.refused == Counter({"SignatureNonceUsed": 1, "SignatureDoesNotMatch": 1,
-                                           "InvalidTimeStamp.Expired": 1})
+    assert independent.refused == Counter(
+        {"SignatureNonceUsed": 1, "SignatureDoesNotMatch": 1, "InvalidTimeStamp.Expired": 1}
+    )
 
 
 @pytest.mark.slow
@@ -207,8 +220,10 @@ async def test_20000_recipients_against_an_independent_directmail(
     summary = await bulkmail.run_campaign(path)
     elapsed = time.perf_counter() - started
     with capsys.disabled():
-        print(f"\n20k DirectMail recipients against the independent server: {elapsed:.1f} s "
-              f"({count / elapsed:.0f}/s)")
+        print(
+            f"\n20k DirectMail recipients against the independent server: {elapsed:.1f} s "
+            f"({count / elapsed:.0f}/s)"
+        )
     assert summary.counts.get("sent") == count, summary.as_dict()
     to, refused, nonces = await remote.recorded()
     assert refused == Counter()  # no signature failure, no reused nonce, no stale Timestamp
@@ -270,8 +285,9 @@ def batch_campaign(tmp_path: Path, *, receivers: str = "spring", extra: str = ""
 
 def with_lists(campaign: Campaign, names: list[str]) -> Campaign:
     """campaign.py takes one list name; batch.py also sends several (in the given order)."""
-    return replace(campaign, directmail=MappingProxyType(
-        {**campaign.directmail, "receivers_name": names}))
+    return replace(
+        campaign, directmail=MappingProxyType({**campaign.directmail, "receivers_name": names})
+    )
 
 
 @pytest.fixture
@@ -280,8 +296,9 @@ async def sandbox() -> AsyncIterator[Sandbox]:
         yield server
 
 
-async def provider_for(campaign: Campaign, sandbox: Sandbox,
-                       alibaba: AlibabaCredentials = SANDBOX_ALIBABA) -> DirectMailProvider:
+async def provider_for(
+    campaign: Campaign, sandbox: Sandbox, alibaba: AlibabaCredentials = SANDBOX_ALIBABA
+) -> DirectMailProvider:
     provider = make_provider(campaign, endpoint=sandbox.url, alibaba=alibaba)
     assert isinstance(provider, DirectMailProvider)
     return await provider.__aenter__()
@@ -306,14 +323,31 @@ async def test_batch_mode_sends_one_call_per_list(tmp_path: Path, sandbox: Sandb
     assert [a.api for a in sandbox.accepted] == ["directmail-batch"] * 2
     assert sandbox.stats["accepted"] == 2 and sandbox.stats["signature_failures"] == 0
     first = sandbox.accepted[0].params
-    assert {k: first[k] for k in ("Action", "TemplateName", "ReceiversName", "AccountName",
-                                  "AddressType", "TagName", "ClickTrace")} == {
-        "Action": "BatchSendMail", "TemplateName": "spring-news", "ReceiversName": "spring",
-        "AccountName": "news@example.com", "AddressType": "1", "TagName": "spring",
-        "ClickTrace": "1"}
+    assert {
+        k: first[k]
+        for k in (
+            "Action",
+            "TemplateName",
+            "ReceiversName",
+            "AccountName",
+            "AddressType",
+            "TagName",
+            "ClickTrace",
+        )
+    } == {
+        "Action": "BatchSendMail",
+        "TemplateName": "spring-news",
+        "ReceiversName": "spring",
+        "AccountName": "news@example.com",
+        "AddressType": "1",
+        "TagName": "spring",
+        "ClickTrace": "1",
+    }
     got = lines(results)
     assert [(g["receivers_name"], g["status"], g["attempts"]) for g in got] == [
-        ("spring", "sent", 1), ("summer", "sent", 1)]
+        ("spring", "sent", 1),
+        ("summer", "sent", 1),
+    ]
     assert [g["env_id"] for g in got] == [a.message_id for a in sandbox.accepted]
     assert all(g["first_attempt_at"].endswith("Z") and g["finished_at"] for g in got)
     assert summary.as_summary().counts == {"sent": 2, "failed": 0, "skipped": 0}
@@ -332,8 +366,9 @@ async def test_batch_mode_is_paced_by_its_limiter(tmp_path: Path, sandbox: Sandb
     provider = await provider_for(campaign, sandbox)
     started = time.monotonic()
     try:
-        await run_batch_campaign(campaign, provider, results=tmp_path / "r.jsonl",
-                                 limiter=AsyncLimiter(1, 0.2))
+        await run_batch_campaign(
+            campaign, provider, results=tmp_path / "r.jsonl", limiter=AsyncLimiter(1, 0.2)
+        )
     finally:
         await provider.__aexit__(None, None, None)
     times = [a.received_at for a in sandbox.accepted]
@@ -347,8 +382,9 @@ async def test_batch_mode_retries_5xx_and_throttles(tmp_path: Path) -> None:
     async with Sandbox(faults=Faults(seed=3, error_503=0.4), quota=None) as server:
         provider = await provider_for(campaign, server)
         try:
-            summary = await run_batch_campaign(campaign, provider, results=tmp_path / "r.jsonl",
-                                               limiter=limiter, retry=FAST_RETRY)
+            summary = await run_batch_campaign(
+                campaign, provider, results=tmp_path / "r.jsonl", limiter=limiter, retry=FAST_RETRY
+            )
         finally:
             await provider.__aexit__(None, None, None)
         injected = server.stats["errors_injected"]
@@ -364,37 +400,57 @@ async def test_batch_mode_stops_on_a_fatal_answer(tmp_path: Path, sandbox: Sandb
     provider = await provider_for(campaign, sandbox, alibaba=wrong)
     try:
         with pytest.raises(FatalProviderError) as caught:
-            await run_batch_campaign(campaign, provider, results=tmp_path / "r.jsonl",
-                                     limiter=CountingLimiter(), retry=FAST_RETRY)
+            await run_batch_campaign(
+                campaign,
+                provider,
+                results=tmp_path / "r.jsonl",
+                limiter=CountingLimiter(),
+                retry=FAST_RETRY,
+            )
     finally:
         await provider.__aexit__(None, None, None)
     assert caught.value.code == "SignatureDoesNotMatch"
     [line] = lines(tmp_path / "r.jsonl")
     assert (line["receivers_name"], line["status"], line["error_code"]) == (
-        "a", "failed", "SignatureDoesNotMatch")
+        "a",
+        "failed",
+        "SignatureDoesNotMatch",
+    )
     assert "string to sign" not in line["error"] and sandbox.accepted == []
 
 
 async def test_sandbox_batchsendmail_on_the_wire(sandbox: Sandbox) -> None:
     """Signature and nonce are checked as for SingleSendMail; missing fields are named."""
-    params = {"Action": "BatchSendMail", "Version": "2015-11-23", "RegionId": "cn-hangzhou",
-              "AccountName": "news@example.com", "AddressType": "0",
-              "TemplateName": "t1", "ReceiversName": "r1"}
+    params = {
+        "Action": "BatchSendMail",
+        "Version": "2015-11-23",
+        "RegionId": "cn-hangzhou",
+        "AccountName": "news@example.com",
+        "AddressType": "0",
+        "TemplateName": "t1",
+        "ReceiversName": "r1",
+    }
 
-    async def call(p: dict[str, str], nonce: str,
-                   creds: AlibabaCredentials = SANDBOX_ALIBABA) -> tuple[int, dict[str, Any]]:
-        signed = sign_params(p, creds, method="POST", nonce=nonce,
-                             timestamp=rpc_timestamp(time.time()))
-        async with aiohttp.ClientSession() as session, session.post(
-            sandbox.url + "/", data=signed
-        ) as response:
+    async def call(
+        p: dict[str, str], nonce: str, creds: AlibabaCredentials = SANDBOX_ALIBABA
+    ) -> tuple[int, dict[str, Any]]:
+        signed = sign_params(
+            p, creds, method="POST", nonce=nonce, timestamp=rpc_timestamp(time.time())
+        )
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(sandbox.url + "/", data=signed) as response,
+        ):
             return response.status, orjson.loads(await response.read())
 
     status, doc = await call(params, "b-1")
     assert status == 200 and set(doc) == {"EnvId", "RequestId"}
     [accepted] = sandbox.accepted
-    assert (accepted.api, accepted.to, accepted.message_id) == ("directmail-batch", (),
-                                                                 doc["EnvId"])
+    assert (accepted.api, accepted.to, accepted.message_id) == (
+        "directmail-batch",
+        (),
+        doc["EnvId"],
+    )
     assert accepted.params["ReceiversName"] == "r1"
     assert (await call(params, "b-1"))[1]["Code"] == "SignatureNonceUsed"
     wrong = AlibabaCredentials(SANDBOX_ALIBABA.access_key_id, "nope")
@@ -454,13 +510,15 @@ async def test_batch_mode_never_retries_a_500_and_a_rerun_skips_that_list(
     async with Sandbox(faults=Faults(seed=1, error_500=1.0)) as server:
         provider = await provider_for(campaign, server)
         try:
-            await run_batch_campaign(campaign, provider, results=results,
-                                     limiter=CountingLimiter(), retry=FAST_RETRY)
+            await run_batch_campaign(
+                campaign, provider, results=results, limiter=CountingLimiter(), retry=FAST_RETRY
+            )
             assert server.stats["errors_injected"] == 1  # one call, no retry
             [line] = lines(results)
             assert line["status"] == "uncertain" and line["attempts"] == 1
-            again = await run_batch_campaign(campaign, provider, results=results,
-                                             limiter=CountingLimiter(), retry=FAST_RETRY)
+            again = await run_batch_campaign(
+                campaign, provider, results=results, limiter=CountingLimiter(), retry=FAST_RETRY
+            )
             assert again.skipped == 1 and server.stats["errors_injected"] == 1
         finally:
             await provider.__aexit__(None, None, None)

@@ -52,8 +52,13 @@ FAULTS = {
     "lost_after_accept": Faults(seed=4, lost_after_accept=0.05),
     "slow": Faults(seed=5, slow=0.05, slow_seconds=0.6),
     "everything": Faults(
-        seed=6, error_500=0.01, error_503=0.01, reset_before=0.01,
-        lost_after_accept=0.01, slow=0.01, slow_seconds=0.6,
+        seed=6,
+        error_500=0.01,
+        error_503=0.01,
+        reset_before=0.01,
+        lost_after_accept=0.01,
+        slow=0.01,
+        slow_seconds=0.6,
     ),
 }
 
@@ -65,8 +70,12 @@ async def test_faults_never_lose_or_silently_repeat(
     n = 1500
     quota = 800 if kind == "everything" else None
     async with Sandbox(faults=FAULTS[kind], quota=quota) as sandbox:
-        path = make_campaign(count=n, domain=f"{kind.replace('_', '-')}.example.org", rate=1000,
-                             extra="max_attempts: 8\n")
+        path = make_campaign(
+            count=n,
+            domain=f"{kind.replace('_', '-')}.example.org",
+            rate=1000,
+            extra="max_attempts: 8\n",
+        )
         provider = SesProvider(credentials=SANDBOX_AWS, endpoint=sandbox.url, timeout=0.4)
         summary = await run_campaign(path, provider=provider)
         accepted = [to for a in sandbox.accepted for to in a.to]
@@ -124,8 +133,7 @@ async def test_fatal_answer_stops_at_once_and_keeps_state(
         assert summary.counts["sent"] == 0 and summary.counts["failed"] == 0
         # Only the few requests already under way reached the server, not 200 of them.
         assert sandbox.stats["signature_failures"] < 50
-    text = Path(summary.results).read_text() + Path(summary.journal).read_bytes().decode(
-        "latin-1")
+    text = Path(summary.results).read_text() + Path(summary.journal).read_bytes().decode("latin-1")
     assert "the-wrong-secret-value" not in text
 
 
@@ -155,9 +163,19 @@ def sandbox_process(tmp_path: Path, request: pytest.FixtureRequest) -> Any:
     port = free_port()
     extra: list[str] = list(getattr(request, "param", []))
     proc = subprocess.Popen(
-        [sys.executable, "-m", "bulkmail", "sandbox", "--port", str(port),
-         "--outbox", str(outbox), *extra],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "bulkmail",
+            "sandbox",
+            "--port",
+            str(port),
+            "--outbox",
+            str(outbox),
+            *extra,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     url = f"http://127.0.0.1:{port}"
     import socket
@@ -176,11 +194,17 @@ def sandbox_process(tmp_path: Path, request: pytest.FixtureRequest) -> Any:
 
 
 def _cli(path: Path, url: str, *extra: str) -> subprocess.Popen[str]:
-    env = dict(os.environ, AWS_ACCESS_KEY_ID=SANDBOX_AWS.access_key_id,
-               AWS_SECRET_ACCESS_KEY=SANDBOX_AWS.secret_access_key)
+    env = dict(
+        os.environ,
+        AWS_ACCESS_KEY_ID=SANDBOX_AWS.access_key_id,
+        AWS_SECRET_ACCESS_KEY=SANDBOX_AWS.secret_access_key,
+    )
     return subprocess.Popen(
         [sys.executable, "-m", "bulkmail", str(path), "--endpoint", url, "--quiet", *extra],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
     )
 
 
@@ -241,8 +265,11 @@ async def test_sender_api_against_sandbox_with_faults() -> None:
             from bulkmail import Message
 
             deliveries = [
-                await sender.send(Message(to=f"s{i}@api.example.org", sender="n@example.com",
-                                          subject="s", text="t"))
+                await sender.send(
+                    Message(
+                        to=f"s{i}@api.example.org", sender="n@example.com", subject="s", text="t"
+                    )
+                )
                 for i in range(40)
             ]
         assert all(d.ok for d in deliveries)
@@ -299,8 +326,7 @@ def test_20k_under_faults_and_throttling_then_sigkill_and_rerun(
     random moment, rerun: nobody missing, duplicates only among flagged recipients."""
     url, outbox = sandbox_process
     n = 20_000
-    path = make_campaign(count=n, domain="storm.example.org", rate=2000,
-                         extra="max_attempts: 10\n")
+    path = make_campaign(count=n, domain="storm.example.org", rate=2000, extra="max_attempts: 10\n")
     proc = _cli(path, url)
     _wait_for_progress(path, outbox, random.Random(20).randint(2000, 8000), proc)
     proc.send_signal(signal.SIGKILL)
@@ -367,8 +393,12 @@ async def test_a_provider_stop_while_the_reader_finds_nothing_new_does_not_hang(
 async def test_the_suppression_file_is_read_again_on_every_run(
     make_campaign: CampaignFactory,
 ) -> None:
-    path = make_campaign(count=30, domain="unsub.example.org", rate=1000,
-                         extra="suppress: suppressed.txt\ndaily_limit: 10\n")
+    path = make_campaign(
+        count=30,
+        domain="unsub.example.org",
+        rate=1000,
+        extra="suppress: suppressed.txt\ndaily_limit: 10\n",
+    )
     suppressed = path.parent / "suppressed.txt"
     suppressed.write_text("user000000@unsub.example.org\n")
     async with Sandbox() as sandbox:
@@ -376,8 +406,10 @@ async def test_the_suppression_file_is_read_again_on_every_run(
         first = await run_campaign(path, provider=provider)
         assert first.counts["sent"] == 10
         # Two people unsubscribe between the runs: no --force needed, and never mailed.
-        suppressed.write_text("user000000@unsub.example.org\nUSER000020@unsub.example.org\n"
-                              "user000025@unsub.example.org\n")
+        suppressed.write_text(
+            "user000000@unsub.example.org\nUSER000020@unsub.example.org\n"
+            "user000025@unsub.example.org\n"
+        )
         second = await run_campaign(path, provider=provider, overrides=None)
         got = [to for a in sandbox.accepted for to in a.to]
     assert "user000020@unsub.example.org" not in got

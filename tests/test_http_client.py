@@ -200,7 +200,9 @@ async def test_round_trip(
     peer = tls_peer if tls else web_peer
     async with HttpPool(peer.url, ssl_context=client_tls if tls else None) as pool:
         response = await pool.request(
-            "POST", "/echo?status=201", [("Content-Type", "application/json"), ("X-A", "1")],
+            "POST",
+            "/echo?status=201",
+            [("Content-Type", "application/json"), ("X-A", "1")],
             b'{"hello": "world"}',
         )
     assert response.status == 201

@@ -103,11 +103,16 @@ def run_child(
         path = Path(sys.argv[1])
         """
     )
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-        [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]),
+    }
     proc = subprocess.run(
         [sys.executable, "-c", prelude + textwrap.dedent(code), str(path)],
-        capture_output=True, text=True, timeout=60, env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
     )
     if expect_rc is not None:
         assert proc.returncode == expect_rc, proc.stderr
@@ -124,8 +129,14 @@ def test_new_journal_is_empty(path: Path) -> None:
         assert journal.imported_through == 0 and not journal.finished_import
         assert journal.pending() == []
         assert journal.counts() == {
-            "pending": 0, "in_flight": 0, "sent": 0, "failed": 0, "skipped": 0,
-            "uncertain": 0, "possible_duplicate": 0, "total": 0,
+            "pending": 0,
+            "in_flight": 0,
+            "sent": 0,
+            "failed": 0,
+            "skipped": 0,
+            "uncertain": 0,
+            "possible_duplicate": 0,
+            "total": 0,
         }
     assert Path(f"{path}.lock").exists()
 
@@ -135,19 +146,20 @@ def test_resume_keeps_rows_fields_and_import_position(path: Path) -> None:
     with journal:
         new = journal.add_rows(
             [rcpt(2, "Ana@Example.org", name="Ana", tags=["a", "é"], n=1), rcpt(3, "b@x.org")],
-            [], through_line=3,
+            [],
+            through_line=3,
         )
-        assert [(r.id, r.line, r.email) for r in new] == [(2, 2, "Ana@Example.org"),
-                                                         (3, 3, "b@x.org")]
+        assert [(r.id, r.line, r.email) for r in new] == [
+            (2, 2, "Ana@Example.org"),
+            (3, 3, "b@x.org"),
+        ]
         journal.mark_in_flight([2])
         journal.record([RowOutcome(2, "sent", message_id="m-2", attempts=1)])
     journal, recovery = reopen(path)
     with journal:
         assert recovery == Recovery(0, 0, 0)
         assert journal.imported_through == 3 and not journal.finished_import
-        assert journal.pending() == [
-            PendingRow(3, 3, "b@x.org", {"email": "b@x.org"}, False, 0)
-        ]
+        assert journal.pending() == [PendingRow(3, 3, "b@x.org", {"email": "b@x.org"}, False, 0)]
         journal.add_rows([rcpt(4, "c@x.org")], [], through_line=5, last=True)
         assert journal.imported_through == 5 and journal.finished_import
     journal, _ = reopen(path)
@@ -181,20 +193,30 @@ def test_duplicates_inside_one_chunk_and_across_chunks(journal: Journal) -> None
             rcpt(3, "ana@example.com"),  # another local part: not a duplicate
             rcpt(4, "Ana@EXAMPLE.COM"),  # same key as line 2
         ],
-        [], through_line=4,
+        [],
+        through_line=4,
     )
     assert [r.line for r in new] == [2, 3]
     new = journal.add_rows(
         [rcpt(5, "Ana@example.COM"), rcpt(6, "d@x.org"), rcpt(7, "D@X.ORG"), rcpt(8, "d@X.org")],
-        [], through_line=8,
+        [],
+        through_line=8,
     )
     assert [r.line for r in new] == [6, 7]
     skips = list(journal.skips())
     assert skips == [
-        {"line": 4, "email": "Ana@EXAMPLE.COM", "code": "duplicate",
-         "reason": "duplicate of line 2"},
-        {"line": 5, "email": "Ana@example.COM", "code": "duplicate",
-         "reason": "duplicate of line 2"},
+        {
+            "line": 4,
+            "email": "Ana@EXAMPLE.COM",
+            "code": "duplicate",
+            "reason": "duplicate of line 2",
+        },
+        {
+            "line": 5,
+            "email": "Ana@example.COM",
+            "code": "duplicate",
+            "reason": "duplicate of line 2",
+        },
         {"line": 8, "email": "d@X.org", "code": "duplicate", "reason": "duplicate of line 6"},
     ]
     counts = journal.counts()
@@ -235,14 +257,22 @@ def test_same_line_different_recipient_is_refused(journal: Journal) -> None:
 def test_suppressed_keys_are_skipped(journal: Journal) -> None:
     assert journal.load_suppressed(["gone@x.org", "Left@x.org", "gone@x.org"]) == 2
     new = journal.add_rows(
-        [rcpt(2, "gone@X.ORG"), rcpt(3, "left@x.org"), rcpt(4, "Left@x.org"),
-         rcpt(5, "gone@x.org")],
-        [], through_line=5,
+        [
+            rcpt(2, "gone@X.ORG"),
+            rcpt(3, "left@x.org"),
+            rcpt(4, "Left@x.org"),
+            rcpt(5, "gone@x.org"),
+        ],
+        [],
+        through_line=5,
     )
     # Suppression ignores case in the whole address (unlike dedupe): left@ is Left@.
     assert [r.line for r in new] == []
     assert [(s["line"], s["code"]) for s in journal.skips()] == [
-        (2, "suppressed"), (3, "suppressed"), (4, "suppressed"), (5, "suppressed")
+        (2, "suppressed"),
+        (3, "suppressed"),
+        (4, "suppressed"),
+        (5, "suppressed"),
     ]
     assert [s["line"] for s in journal.skips(codes={"duplicate"})] == []
     assert journal.problem_skip_count() == 0
@@ -262,9 +292,12 @@ def test_suppression_loaded_late_skips_pending_rows(journal: Journal) -> None:
 def test_rejected_rows_appear_in_results_in_line_order(journal: Journal, tmp_path: Path) -> None:
     journal.add_rows(
         [rcpt(2, "a@x.org"), rcpt(4, "a@X.ORG"), rcpt(6, "c@x.org")],
-        [Rejected(3, "not-an-address", "invalid_address", "no @ sign"),
-         Rejected(5, "", "bad_row", "wrong number of columns")],
-        through_line=7, last=True,
+        [
+            Rejected(3, "not-an-address", "invalid_address", "no @ sign"),
+            Rejected(5, "", "bad_row", "wrong number of columns"),
+        ],
+        through_line=7,
+        last=True,
     )
     out = tmp_path / "results.jsonl"
     assert journal.export_results(out) == 5
@@ -291,19 +324,28 @@ def test_record_outcomes_and_timestamps(path: Path, tmp_path: Path) -> None:
         journal.add_rows(people(2, 5), [], through_line=6)
         journal.mark_in_flight([2, 3, 4, 5, 6])
         clock.now += 2.5
-        journal.record([
-            RowOutcome(2, "sent", message_id="m-2", attempts=1),
-            RowOutcome(3, "failed", error_code="MessageRejected", error="bad", attempts=3),
-            RowOutcome(4, "uncertain", error_code="timeout", attempts=1,
-                       possible_duplicate=True),
-            RowOutcome(5, "pending"),  # given back: definitely not sent
-            RowOutcome(6, "skipped", error_code="render", error="missing variable"),
-        ])
+        journal.record(
+            [
+                RowOutcome(2, "sent", message_id="m-2", attempts=1),
+                RowOutcome(3, "failed", error_code="MessageRejected", error="bad", attempts=3),
+                RowOutcome(
+                    4, "uncertain", error_code="timeout", attempts=1, possible_duplicate=True
+                ),
+                RowOutcome(5, "pending"),  # given back: definitely not sent
+                RowOutcome(6, "skipped", error_code="render", error="missing variable"),
+            ]
+        )
         # A late or repeated outcome never rewrites a final row.
         journal.record([RowOutcome(2, "pending"), RowOutcome(3, "sent", message_id="x")])
         assert journal.counts() == {
-            "pending": 1, "in_flight": 0, "sent": 1, "failed": 1, "skipped": 1,
-            "uncertain": 1, "possible_duplicate": 1, "total": 5,
+            "pending": 1,
+            "in_flight": 0,
+            "sent": 1,
+            "failed": 1,
+            "skipped": 1,
+            "uncertain": 1,
+            "possible_duplicate": 1,
+            "total": 5,
         }
         assert [r.id for r in journal.uncertain()] == [4]
         assert journal.uncertain()[0].possible_duplicate
@@ -312,8 +354,14 @@ def test_record_outcomes_and_timestamps(path: Path, tmp_path: Path) -> None:
         journal.export_results(out)
     by_line = {r["line"]: r for r in results(out)}
     assert by_line[2] == {
-        "line": 2, "email": "user2@example.org", "status": "sent", "message_id": "m-2",
-        "error_code": None, "error": None, "attempts": 1, "possible_duplicate": False,
+        "line": 2,
+        "email": "user2@example.org",
+        "status": "sent",
+        "message_id": "m-2",
+        "error_code": None,
+        "error": None,
+        "attempts": 1,
+        "possible_duplicate": False,
         "first_attempt_at": "2023-11-14T22:13:20.000Z",
         "finished_at": "2023-11-14T22:13:22.500Z",
     }
@@ -375,8 +423,9 @@ def test_restart_wipes_everything(path: Path) -> None:
     journal, _ = reopen(path)
     with journal:
         journal.load_suppressed(["z@x.org"])
-        journal.add_rows(people(2, 3), [Rejected(5, "x", "bad_row", "r")], through_line=5,
-                         last=True)
+        journal.add_rows(
+            people(2, 3), [Rejected(5, "x", "bad_row", "r")], through_line=5, last=True
+        )
         journal.mark_in_flight([2])
     journal, recovery = reopen(path, campaign_hash="c2", on_change="restart")
     with journal:
@@ -441,15 +490,23 @@ def test_in_flight_rows_are_requeued_as_possible_duplicates(path: Path) -> None:
         j.record([RowOutcome(2, "sent", message_id="m")])
         os._exit(3)  # dies with 3, 4, 5 sent out but not answered
         """,
-        path, expect_rc=3,
+        path,
+        expect_rc=3,
     )
     journal, recovery = reopen(path)
     with journal:
         assert recovery == Recovery(ambiguous=3, requeued=3, uncertain=0)
         rows = journal.pending()
         assert [(r.id, r.possible_duplicate) for r in rows] == [
-            (3, True), (4, True), (5, True), (6, False), (7, False), (8, False), (9, False),
-            (10, False), (11, False),
+            (3, True),
+            (4, True),
+            (5, True),
+            (6, False),
+            (7, False),
+            (8, False),
+            (9, False),
+            (10, False),
+            (11, False),
         ]
         counts = journal.counts()
         assert counts["sent"] == 1 and counts["possible_duplicate"] == 3
@@ -467,7 +524,8 @@ def test_at_most_once_holds_in_flight_rows_as_uncertain(path: Path, tmp_path: Pa
         j.mark_in_flight([2, 3])
         os.kill(os.getpid(), signal.SIGKILL)
         """,
-        path, expect_rc=-9,
+        path,
+        expect_rc=-9,
     )
     journal, recovery = reopen(path, at_most_once=True)
     with journal:
@@ -501,7 +559,8 @@ def test_crash_inside_add_rows_leaves_no_trace(path: Path) -> None:
         j.add_rows(people(2, 3), [], through_line=4)
         j.add_rows(people(5, 3), [Bomb()], through_line=9)
         """,
-        path, expect_rc=4,
+        path,
+        expect_rc=4,
     )
     journal, recovery = reopen(path)
     with journal:
@@ -529,7 +588,8 @@ def test_crash_inside_record_keeps_rows_in_flight(path: Path) -> None:
 
         j.record(Lazy())
         """,
-        path, expect_rc=5,
+        path,
+        expect_rc=5,
     )
     journal, recovery = reopen(path)
     with journal:
@@ -563,7 +623,8 @@ def test_second_opener_in_another_process_is_refused(path: Path) -> None:
                 print(exc)
                 sys.exit(7)
             """,
-            path, expect_rc=7,
+            path,
+            expect_rc=7,
         )
         assert f"is in use by another bulkmail run (pid {os.getpid()})" in proc.stdout
     # A holder that was SIGKILLed releases the lock with its process.
@@ -572,7 +633,8 @@ def test_second_opener_in_another_process_is_refused(path: Path) -> None:
         Journal.open(path, campaign_hash="c1", list_hash="l1")
         os.kill(os.getpid(), signal.SIGKILL)
         """,
-        path, expect_rc=-9,
+        path,
+        expect_rc=-9,
     )
     journal, _ = reopen(path)
     journal.close()
@@ -631,7 +693,8 @@ def test_nothing_but_list_data_is_stored(journal: Journal, path: Path) -> None:
     conn = sqlite3.connect(path)
     try:
         columns = {
-            c[1] for table in ("meta", "rows", "skips", "suppressed")
+            c[1]
+            for table in ("meta", "rows", "skips", "suppressed")
             for c in conn.execute(f"PRAGMA table_info({table})")
         }
     finally:

@@ -481,6 +481,7 @@ def test_throttle_with_evidence_goes_just_under_what_was_accepted() -> None:
 def test_ledger_keeps_half_the_headroom_free_for_jitter(rate: int) -> None:
     """No window of 1 s + δ (δ = h/2 in time, ~10 ms) holds more than R, even with late
     timers catching up: arrival jitter up to δ cannot make R + 1 in the provider's second."""
+
     async def main(loop: VirtualLoop) -> list[tuple[float, int]]:
         limiter = RateLimiter(rate)
         return await campaign(loop, limiter, 20 * rate)

@@ -23,12 +23,21 @@ def test_readme_has_the_two_api_snippets() -> None:
 
 @pytest.mark.parametrize("index", range(len(SNIPPETS)))
 def test_readme_snippet_runs(index: int, tmp_path: Path) -> None:
-    shutil.copytree(ROOT / "examples", tmp_path / "examples",
-                    ignore=shutil.ignore_patterns("outbox", "*.sqlite*", "*.results.jsonl"))
+    shutil.copytree(
+        ROOT / "examples",
+        tmp_path / "examples",
+        ignore=shutil.ignore_patterns("outbox", "*.sqlite*", "*.results.jsonl"),
+    )
     script = tmp_path / "snippet.py"
     script.write_text(SNIPPETS[index])
-    out = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True,
-                         text=True, timeout=120, env=dict(os.environ))
+    out = subprocess.run(
+        [sys.executable, str(script)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=dict(os.environ),
+    )
     assert out.returncode == 0, out.stderr
     assert "Traceback" not in out.stderr
     if "run_campaign" in SNIPPETS[index]:

@@ -10,6 +10,7 @@ from bulkmail.errors import ConfigError
 from bulkmail.input.recipients import Recipient
 from bulkmail.input.render import Renderer, RenderProblem
 from bulkmail.mail.message import Message
+from bulkmail.mail.mime import to_mime
 
 SENDER = "News <news@example.com>"
 
@@ -169,7 +170,7 @@ def test_list_unsubscribe_url_and_mailto() -> None:
         ),
         ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),
     )
-    mime = m.to_mime()
+    mime = to_mime(m)
     assert b"List-Unsubscribe-Post: List-Unsubscribe=One-Click" in mime
     assert b"X-Campaign: spring" in mime
 
@@ -230,6 +231,6 @@ def test_variables() -> None:
 
 def test_a_rendered_message_builds_mime() -> None:
     r = renderer(subject="Olá {{ first_name }}", html="<p>{{ first_name }}</p>")
-    mime = message(r.render(row(first_name="João"))).to_mime()
+    mime = to_mime(message(r.render(row(first_name="João"))))
     assert b"Subject: =?utf-8?" in mime
     assert b"To: ana@example.com" in mime

@@ -42,30 +42,41 @@ class FakeClock:
 class Client:
     """Signs and sends requests to one sandbox, the way a provider would."""
 
-    def __init__(self, sandbox: Sandbox, session: aiohttp.ClientSession,
-                 clock: Callable[[], float]) -> None:
+    def __init__(
+        self, sandbox: Sandbox, session: aiohttp.ClientSession, clock: Callable[[], float]
+    ) -> None:
         self.url = sandbox.url
         self.host = sandbox.url.removeprefix("http://")
         self.session = session
         self.clock = clock
 
     async def aws(
-        self, method: str, path: str, body: bytes, content_type: str | None,
-        credentials: AwsCredentials = SANDBOX_AWS, now: float | None = None,
+        self,
+        method: str,
+        path: str,
+        body: bytes,
+        content_type: str | None,
+        credentials: AwsCredentials = SANDBOX_AWS,
+        now: float | None = None,
         sign: bool = True,
     ) -> tuple[int, dict[str, str], bytes]:
         headers = {"Content-Type": content_type} if content_type else {}
         if sign:
             signer = SigV4Signer(credentials, region="us-east-1", service="ses")
-            headers.update(signer.sign(method, self.host, path, "", headers, body,
-                                       self.clock() if now is None else now))
-        async with self.session.request(method, self.url + path, data=body or None,
-                                        headers=headers) as response:
+            headers.update(
+                signer.sign(
+                    method, self.host, path, "", headers, body, self.clock() if now is None else now
+                )
+            )
+        async with self.session.request(
+            method, self.url + path, data=body or None, headers=headers
+        ) as response:
             return response.status, dict(response.headers), await response.read()
 
     async def v2_send(self, doc: dict[str, Any], **kw: Any) -> tuple[int, dict[str, str], Any]:
         status, headers, data = await self.aws(
-            "POST", "/v2/email/outbound-emails", orjson.dumps(doc), "application/json", **kw)
+            "POST", "/v2/email/outbound-emails", orjson.dumps(doc), "application/json", **kw
+        )
         return status, headers, orjson.loads(data)
 
     async def v1(self, params: dict[str, str], **kw: Any) -> tuple[int, ElementTree.Element]:
@@ -74,16 +85,22 @@ class Client:
         return status, ElementTree.fromstring(data)
 
     async def directmail(
-        self, params: dict[str, str], *, nonce: str | None = None,
-        credentials: AlibabaCredentials = SANDBOX_ALIBABA, now: float | None = None,
+        self,
+        params: dict[str, str],
+        *,
+        nonce: str | None = None,
+        credentials: AlibabaCredentials = SANDBOX_ALIBABA,
+        now: float | None = None,
     ) -> tuple[int, dict[str, Any]]:
         signed = sign_params(
-            {"Version": "2015-11-23", **params}, credentials,
+            {"Version": "2015-11-23", **params},
+            credentials,
             nonce=nonce or uuid.uuid4().hex,
             timestamp=rpc_timestamp(self.clock() if now is None else now),
         )
-        async with self.session.post(self.url + "/", data=urlencode(signed),
-                                     headers={"Content-Type": FORM}) as response:
+        async with self.session.post(
+            self.url + "/", data=urlencode(signed), headers={"Content-Type": FORM}
+        ) as response:
             return response.status, orjson.loads(await response.read())
 
 
@@ -91,30 +108,46 @@ def simple(to: str | list[str], **extra: Any) -> dict[str, Any]:
     return {
         "FromEmailAddress": "News <news@example.com>",
         "Destination": {"ToAddresses": [to] if isinstance(to, str) else to},
-        "Content": {"Simple": {
-            "Subject": {"Data": "Hello Ünïcode", "Charset": "UTF-8"},
-            "Body": {"Text": {"Data": "plain body"}, "Html": {"Data": "<p>html body</p>"}},
-            "Headers": [{"Name": "List-Unsubscribe", "Value": UNSUBSCRIBE},
-                        {"Name": "List-Unsubscribe-Post", "Value": "List-Unsubscribe=One-Click"}],
-        }},
+        "Content": {
+            "Simple": {
+                "Subject": {"Data": "Hello Ünïcode", "Charset": "UTF-8"},
+                "Body": {"Text": {"Data": "plain body"}, "Html": {"Data": "<p>html body</p>"}},
+                "Headers": [
+                    {"Name": "List-Unsubscribe", "Value": UNSUBSCRIBE},
+                    {"Name": "List-Unsubscribe-Post", "Value": "List-Unsubscribe=One-Click"},
+                ],
+            }
+        },
         **extra,
     }
 
 
 def v1_send(to: str) -> dict[str, str]:
     return {
-        "Action": "SendEmail", "Version": "2010-12-01", "Source": "news@example.com",
-        "Destination.ToAddresses.member.1": to, "Message.Subject.Data": "v1 subject",
-        "Message.Body.Text.Data": "v1 text", "Message.Body.Html.Data": "<b>v1</b>",
-        "ReplyToAddresses.member.1": "reply@example.com", "ConfigurationSetName": "cs",
-        "Tags.member.1.Name": "campaign", "Tags.member.1.Value": "spring",
+        "Action": "SendEmail",
+        "Version": "2010-12-01",
+        "Source": "news@example.com",
+        "Destination.ToAddresses.member.1": to,
+        "Message.Subject.Data": "v1 subject",
+        "Message.Body.Text.Data": "v1 text",
+        "Message.Body.Html.Data": "<b>v1</b>",
+        "ReplyToAddresses.member.1": "reply@example.com",
+        "ConfigurationSetName": "cs",
+        "Tags.member.1.Name": "campaign",
+        "Tags.member.1.Value": "spring",
     }
 
 
 DM_SEND = {
-    "Action": "SingleSendMail", "AccountName": "news@mail.example.com", "AddressType": "1",
-    "ReplyToAddress": "false", "ToAddress": "dm1@example.org", "FromAlias": "News",
-    "Subject": "dm subject", "HtmlBody": "<p>dm</p>", "TextBody": "dm text",
+    "Action": "SingleSendMail",
+    "AccountName": "news@mail.example.com",
+    "AddressType": "1",
+    "ReplyToAddress": "false",
+    "ToAddress": "dm1@example.org",
+    "FromAlias": "News",
+    "Subject": "dm subject",
+    "HtmlBody": "<p>dm</p>",
+    "TextBody": "dm text",
     "Headers": orjson.dumps({"List-Unsubscribe": UNSUBSCRIBE}).decode(),
 }
 
@@ -156,18 +189,20 @@ async def test_v2_simple_send_is_accepted_recorded_and_written(
     start: Any, tmp_path: Path, clock: FakeClock
 ) -> None:
     sandbox, client = await start(outbox=tmp_path / "outbox")
-    doc = simple("rcpt@example.org", ConfigurationSetName="cs",
-                 EmailTags=[{"Name": "campaign", "Value": "spring"}],
-                 FromEmailAddressIdentityArn="arn:aws:ses:us-east-1:1:identity/example.com",
-                 ReplyToAddresses=["reply@example.com"])
+    doc = simple(
+        "rcpt@example.org",
+        ConfigurationSetName="cs",
+        EmailTags=[{"Name": "campaign", "Value": "spring"}],
+        FromEmailAddressIdentityArn="arn:aws:ses:us-east-1:1:identity/example.com",
+        ReplyToAddresses=["reply@example.com"],
+    )
     status, headers, answer = await client.v2_send(doc)
     assert status == 200, answer
     assert set(answer) == {"MessageId"} and headers["x-amzn-RequestId"]
     [got] = sandbox.accepted
     assert got.api == "sesv2" and got.message_id == answer["MessageId"]
     assert got.to == ("rcpt@example.org",) and got.sender == "News <news@example.com>"
-    assert (got.subject, got.text, got.html) == ("Hello Ünïcode", "plain body",
-                                                 "<p>html body</p>")
+    assert (got.subject, got.text, got.html) == ("Hello Ünïcode", "plain body", "<p>html body</p>")
     assert ("List-Unsubscribe", UNSUBSCRIBE) in got.headers and got.raw is None
     assert got.params["FromEmailAddressIdentityArn"].endswith("identity/example.com")
     assert got.params["EmailTags"] == [{"Name": "campaign", "Value": "spring"}]
@@ -191,10 +226,13 @@ async def test_v2_simple_send_is_accepted_recorded_and_written(
 
 async def test_v2_raw_send_is_written_as_given(start: Any, tmp_path: Path) -> None:
     sandbox, client = await start(outbox=tmp_path)
-    raw = (b"From: a@example.com\r\nTo: raw@example.org\r\nSubject: raw one\r\n"
-           b"List-Unsubscribe: <https://example.com/u>\r\n\r\nraw body\r\n")
+    raw = (
+        b"From: a@example.com\r\nTo: raw@example.org\r\nSubject: raw one\r\n"
+        b"List-Unsubscribe: <https://example.com/u>\r\n\r\nraw body\r\n"
+    )
     status, _, answer = await client.v2_send(
-        {"Content": {"Raw": {"Data": base64.b64encode(raw).decode()}}})
+        {"Content": {"Raw": {"Data": base64.b64encode(raw).decode()}}}
+    )
     assert status == 200, answer
     [got] = sandbox.accepted
     assert got.raw == raw and got.to == ("raw@example.org",) and got.subject == "raw one"
@@ -209,8 +247,11 @@ async def test_v2_get_account_shape(start: Any) -> None:
     assert status == 200
     doc = orjson.loads(data)
     assert doc["SendingEnabled"] is True and doc["ProductionAccessEnabled"] is True
-    assert doc["SendQuota"] == {"Max24HourSend": 50000.0, "MaxSendRate": 14.0,
-                                "SentLast24Hours": 2.0}
+    assert doc["SendQuota"] == {
+        "Max24HourSend": 50000.0,
+        "MaxSendRate": 14.0,
+        "SentLast24Hours": 2.0,
+    }
 
 
 async def test_v1_send_email_and_get_send_quota_shapes(start: Any) -> None:
@@ -236,13 +277,23 @@ async def test_v1_send_email_and_get_send_quota_shapes(start: Any) -> None:
 async def test_v1_raw_and_templated_sends(start: Any) -> None:
     sandbox, client = await start()
     raw = b"From: a@example.com\r\nTo: x@example.org\r\nSubject: r\r\n\r\nbody\r\n"
-    status, root = await client.v1({
-        "Action": "SendRawEmail", "RawMessage.Data": base64.b64encode(raw).decode(),
-        "Destinations.member.1": "raw1@example.org"})
+    status, root = await client.v1(
+        {
+            "Action": "SendRawEmail",
+            "RawMessage.Data": base64.b64encode(raw).decode(),
+            "Destinations.member.1": "raw1@example.org",
+        }
+    )
     assert status == 200 and root.tag.endswith("SendRawEmailResponse")
-    status, root = await client.v1({
-        "Action": "SendTemplatedEmail", "Source": "n@example.com", "Template": "welcome",
-        "TemplateData": '{"name": "A"}', "Destination.ToAddresses.member.1": "t@example.org"})
+    status, root = await client.v1(
+        {
+            "Action": "SendTemplatedEmail",
+            "Source": "n@example.com",
+            "Template": "welcome",
+            "TemplateData": '{"name": "A"}',
+            "Destination.ToAddresses.member.1": "t@example.org",
+        }
+    )
     assert status == 200 and root.tag.endswith("SendTemplatedEmailResponse")
     assert [a.to for a in sandbox.accepted] == [("raw1@example.org",), ("t@example.org",)]
 
@@ -250,8 +301,9 @@ async def test_v1_raw_and_templated_sends(start: Any) -> None:
 def _v1_error(root: ElementTree.Element) -> tuple[str | None, str | None, str | None]:
     assert root.tag == QNAME + "ErrorResponse"
     assert root.findtext("ses:RequestId", namespaces=NS)
-    kind, code, message = (root.findtext(f"ses:Error/ses:{n}", namespaces=NS)
-                           for n in ("Type", "Code", "Message"))
+    kind, code, message = (
+        root.findtext(f"ses:Error/ses:{n}", namespaces=NS) for n in ("Type", "Code", "Message")
+    )
     return kind, code, message
 
 
@@ -284,8 +336,9 @@ async def test_sigv4_failures_get_the_real_errors(start: Any, clock: FakeClock) 
     assert status == 403 and (_v1_error(root)[2] or "").startswith("Signature not yet current")
 
     garbled = {"Authorization": "AWS4-HMAC-SHA256 Credential=nonsense", "X-Amz-Date": "x"}
-    async with client.session.post(client.url + "/v2/email/outbound-emails", data=b"{}",
-                                   headers=garbled) as response:
+    async with client.session.post(
+        client.url + "/v2/email/outbound-emails", data=b"{}", headers=garbled
+    ) as response:
         assert response.status == 400
         assert response.headers["x-amzn-ErrorType"] == "IncompleteSignatureException"
 
@@ -302,8 +355,9 @@ async def test_more_than_50_recipients_is_refused(start: Any) -> None:
     assert status == 400 and headers["x-amzn-ErrorType"] == "BadRequestException"
     assert doc["message"] == "Recipient count exceeds 50."
     params = v1_send("a@example.org")
-    params.update({f"Destination.CcAddresses.member.{i}": f"c{i}@example.org"
-                   for i in range(1, 51)})
+    params.update(
+        {f"Destination.CcAddresses.member.{i}": f"c{i}@example.org" for i in range(1, 51)}
+    )
     status, root = await client.v1(params)
     assert (status, _v1_error(root)[1]) == (400, "InvalidParameterValue")
     status, _, _ = await client.v2_send(simple(many[:50]))  # 50 is allowed, and counted
@@ -322,8 +376,7 @@ async def test_rate_quota_counts_recipients_in_a_strict_sliding_second(
     assert (status, headers["x-amzn-ErrorType"]) == (429, "TooManyRequestsException")
     assert doc == {"message": "Maximum sending rate exceeded."}
     status, root = await client.v1(v1_send("d@example.org"))
-    assert (status, _v1_error(root)[1:]) == (400, ("Throttling",
-                                                   "Maximum sending rate exceeded."))
+    assert (status, _v1_error(root)[1:]) == (400, ("Throttling", "Maximum sending rate exceeded."))
     clock.now += 0.1  # the first two recipients are now exactly 1 s old: out of the window
     assert (await client.v2_send(simple("d@example.org")))[0] == 200
     assert (await client.v2_send(simple("e@example.org")))[0] == 200
@@ -365,13 +418,16 @@ async def test_directmail_send_and_its_refusals(
     wrong = AlibabaCredentials(SANDBOX_ALIBABA.access_key_id, "wrong-secret")
     status, doc = await client.directmail(DM_SEND, credentials=wrong)
     assert (status, doc["Code"]) == (400, "SignatureDoesNotMatch")
-    assert doc["Message"].startswith("Specified signature is not matched with our calculation."
-                                     " server string to sign is:POST&%2F&AccessKeyId%3D")
+    assert doc["Message"].startswith(
+        "Specified signature is not matched with our calculation."
+        " server string to sign is:POST&%2F&AccessKeyId%3D"
+    )
 
     status, doc = await client.directmail(DM_SEND, now=clock.now - 901)
     assert (status, doc["Code"]) == (400, "InvalidTimeStamp.Expired")
     status, doc = await client.directmail(
-        DM_SEND, credentials=AlibabaCredentials("LTAIunknown", "x"))
+        DM_SEND, credentials=AlibabaCredentials("LTAIunknown", "x")
+    )
     assert (status, doc["Code"]) == (400, "InvalidAccessKeyId.NotFound")
     status, doc = await client.directmail({k: v for k, v in DM_SEND.items() if k != "Subject"})
     assert (status, doc["Code"]) == (400, "MissingSubject")
@@ -389,7 +445,10 @@ async def test_directmail_throttling(start: Any, clock: FakeClock) -> None:
     assert (await client.directmail(DM_SEND))[0] == 200
     status, doc = await client.directmail(DM_SEND)
     assert (status, doc["Code"], doc["Message"]) == (
-        400, "Throttling.User", "Request was denied due to user flow control.")
+        400,
+        "Throttling.User",
+        "Request was denied due to user flow control.",
+    )
 
 
 async def test_reset_before_closes_without_accepting(start: Any) -> None:
@@ -411,8 +470,10 @@ async def test_lost_after_accept_records_then_closes(start: Any, tmp_path: Path)
     assert sandbox.stats["lost"] == 1 and len(list(tmp_path.glob("*.eml"))) == 1
 
 
-@pytest.mark.parametrize(("kind", "status", "code"), [
-    ("error_500", 500, "InternalFailure"), ("error_503", 503, "ServiceUnavailable")])
+@pytest.mark.parametrize(
+    ("kind", "status", "code"),
+    [("error_500", 500, "InternalFailure"), ("error_503", 503, "ServiceUnavailable")],
+)
 async def test_injected_errors(start: Any, kind: str, status: int, code: str) -> None:
     sandbox, client = await start(faults=Faults(seed=1, **{kind: 1.0}))
     got, headers, _ = await client.v2_send(simple("a@example.org"))
@@ -422,7 +483,8 @@ async def test_injected_errors(start: Any, kind: str, status: int, code: str) ->
 
 async def test_slow_and_latency(start: Any) -> None:
     sandbox, client = await start(
-        faults=Faults(seed=1, slow=1.0, slow_seconds=0.3, latency=0.05), clock=time.time)
+        faults=Faults(seed=1, slow=1.0, slow_seconds=0.3, latency=0.05), clock=time.time
+    )
     began = time.monotonic()
     status, _, _ = await client.v2_send(simple("a@example.org"))
     assert status == 200 and time.monotonic() - began >= 0.35

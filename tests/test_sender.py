@@ -78,7 +78,11 @@ async def test_sent_first_time() -> None:
     sender, provider, slept = make([SENT])
     d = await sender.send(MSG)
     assert (d.status, d.message_id, d.attempts, d.possible_duplicate) == (
-        Status.SENT, "m-1", 1, False)
+        Status.SENT,
+        "m-1",
+        1,
+        False,
+    )
     assert slept == []
 
 
@@ -186,8 +190,10 @@ async def test_a_provider_bug_stops_the_campaign_and_leaves_the_row_in_flight(
 
     (tmp_path / "list.csv").write_text("email\na@example.org\nb@example.org\n")
     path = tmp_path / "c.yaml"
-    path.write_text('name: c\nprovider: {name: ses}\nrate: 100\nfrom: "n@example.com"\n'
-                    'subject: "s"\ntext: "t"\nrecipients: list.csv\n')
+    path.write_text(
+        'name: c\nprovider: {name: ses}\nrate: 100\nfrom: "n@example.com"\n'
+        'subject: "s"\ntext: "t"\nrecipients: list.csv\n'
+    )
     summary = await run_campaign(path, provider=Broken())
     assert summary.stop_kind == "fatal" and "RuntimeError: boom" in (summary.stopped or "")
     assert summary.counts["sent"] == 0 and summary.counts["failed"] == 0

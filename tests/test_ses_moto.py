@@ -17,11 +17,19 @@ from .conftest import SENDER, CampaignFactory, MotoSes
 async def test_provider_send_is_accepted_by_moto(moto_ses: MotoSes, api: str) -> None:
     domain = f"provider-{api}.example.org"
     async with SesProvider(
-        credentials=moto_ses.credentials, endpoint=moto_ses.url, api=api  # type: ignore[arg-type]
+        credentials=moto_ses.credentials,
+        endpoint=moto_ses.url,
+        api=api,  # type: ignore[arg-type]
     ) as ses:
         outcome = await ses.send(
-            Message(to=f"ana@{domain}", sender=f"News <{SENDER}>", subject="Olá Ana",
-                    text="Hello ✓", html="<p>Hello</p>", reply_to=("help@example.com",))
+            Message(
+                to=f"ana@{domain}",
+                sender=f"News <{SENDER}>",
+                subject="Olá Ana",
+                text="Hello ✓",
+                html="<p>Hello</p>",
+                reply_to=("help@example.com",),
+            )
         )
     assert outcome.verdict is Verdict.SENT, outcome
     assert outcome.message_id
@@ -32,8 +40,9 @@ async def test_provider_send_is_accepted_by_moto(moto_ses: MotoSes, api: str) ->
 async def test_wrong_secret_is_fatal_and_scrubbed(moto_ses: MotoSes, api: str) -> None:
     bad = AwsCredentials(moto_ses.credentials.access_key_id, "not-the-secret-at-all")
     async with SesProvider(credentials=bad, endpoint=moto_ses.url, api=api) as ses:  # type: ignore[arg-type]
-        outcome = await ses.send(Message(to="x@wrong.example.org", sender=SENDER, subject="s",
-                                         text="t"))
+        outcome = await ses.send(
+            Message(to="x@wrong.example.org", sender=SENDER, subject="s", text="t")
+        )
     assert outcome.verdict is Verdict.FATAL
     assert outcome.error_code == "SignatureDoesNotMatch"
     assert "not-the-secret-at-all" not in (outcome.error or "")

@@ -198,7 +198,7 @@ def assert_one_recipient(received: Received, to: str) -> None:
     assert received.mail_from == "news@example.com"
     parsed = parse(received.content)
     assert parsed.get_all("To") == [to]
-    # Message.to_mime() may fold the value onto a continuation line: compare unfolded.
+    # to_mime() may fold the value onto a continuation line: compare unfolded.
     assert parsed["List-Unsubscribe"].strip() == UNSUBSCRIBE[0][1]
     assert parsed["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     assert b"\r\n" in received.content and b"\n" not in received.content.replace(b"\r\n", b"")

@@ -39,9 +39,7 @@ USER = "smtp-user@example.com"
 PASSWORD = "Sm7p-Passw0rd-from-env"
 PASSWORD_ENV = "BULKMAIL_TEST_SMTP_PASSWORD"
 UNSUBSCRIBE = (
-    "unsubscribe:\n"
-    '  url: "https://example.com/u?e={{ email }}"\n'
-    "  mailto: unsub@example.com\n"
+    'unsubscribe:\n  url: "https://example.com/u?e={{ email }}"\n  mailto: unsub@example.com\n'
 )
 THROTTLED = "454 4.7.0 Throttling failure: Maximum sending rate exceeded."
 

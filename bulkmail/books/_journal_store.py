@@ -1,9 +1,9 @@
 """The journal's SQLite file: schema and statements, the lock, opening, reports, export.
 
-Private to :mod:`bulkmail.books.journal`, whose :class:`~bulkmail.books.journal.Journal` decides when a
-row changes state. This module holds how the books sit on disk: the schema and the SQL that
-moves rows, the pid lock beside the file, the format and hash checks (and the settling of
-in-flight rows) done at open, the read-only counts and the atomic results export.
+Private to :mod:`bulkmail.books.journal`, whose :class:`~bulkmail.books.journal.Journal`
+decides when a row changes state. This module holds how the books sit on disk: the schema
+and the SQL that moves rows, the pid lock beside the file, the format and hash checks (and
+the settling of in-flight rows) done at open, the read-only counts and the atomic results export.
 """
 
 from __future__ import annotations
@@ -89,8 +89,18 @@ UNION ALL
 SELECT line, email, 'skipped', NULL, code, reason, 0, 0, NULL, NULL FROM skips
 ORDER BY 1
 """
-_EXPORT_KEYS = ("line", "email", "status", "message_id", "error_code", "error", "attempts",
-                "possible_duplicate", "first_attempt_at", "finished_at")
+_EXPORT_KEYS = (
+    "line",
+    "email",
+    "status",
+    "message_id",
+    "error_code",
+    "error",
+    "attempts",
+    "possible_duplicate",
+    "first_attempt_at",
+    "finished_at",
+)
 
 
 # -- the file lock ----------------------------------------------------------------------
@@ -104,9 +114,7 @@ def lock(lock_path: Path, journal: Path) -> int:
     except BlockingIOError:
         holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
         os.close(fd)
-        raise JournalError(
-            f"{journal} is in use by another bulkmail run (pid {holder})"
-        ) from None
+        raise JournalError(f"{journal} is in use by another bulkmail run (pid {holder})") from None
     except BaseException:
         os.close(fd)
         raise
@@ -177,8 +185,10 @@ def _check_hashes(
     changed = [
         what
         for what, differs in (
-            ("the campaign content (subject, body, sender or settings)",
-             old_campaign != campaign_hash),
+            (
+                "the campaign content (subject, body, sender or settings)",
+                old_campaign != campaign_hash,
+            ),
             ("the recipient list", old_list != list_hash),
         )
         if differs
@@ -227,9 +237,9 @@ def recover(
     conn: sqlite3.Connection, at_most_once: bool, now: Callable[[], str]
 ) -> tuple[int, int, int]:
     """Settle rows left ``in_flight`` by a run that died: ``(ambiguous, requeued, uncertain)``."""
-    ambiguous: int = conn.execute(
-        "SELECT count(*) FROM rows WHERE state = 'in_flight'"
-    ).fetchone()[0]
+    ambiguous: int = conn.execute("SELECT count(*) FROM rows WHERE state = 'in_flight'").fetchone()[
+        0
+    ]
     if not ambiguous:
         return 0, 0, 0
     if at_most_once:
@@ -299,7 +309,6 @@ def count_problem_skips(conn: sqlite3.Connection, benign: Iterable[str]) -> int:
         codes,
     ).fetchone()[0]
     return int(n_skips + n_rows)
-
 
 
 def write_results(conn: sqlite3.Connection, path: Path) -> int:

@@ -165,8 +165,9 @@ class Journal:
             with journal._tx():
                 store.prepare(conn, path, campaign_hash, list_hash, on_change, journal._now)
                 recovery = Recovery(*store.recover(conn, at_most_once, journal._now))
-                (journal._imported_through, journal._finished_import,
-                 journal._has_suppressed) = store.read_meta(conn)
+                (journal._imported_through, journal._finished_import, journal._has_suppressed) = (
+                    store.read_meta(conn)
+                )
         except BaseException as exc:
             journal.close()
             if isinstance(exc, sqlite3.DatabaseError):
@@ -340,9 +341,16 @@ class Journal:
                 store.RECORD,
                 (
                     (
-                        o.state, o.message_id, o.error_code, o.error, o.attempts,
-                        o.possible_duplicate, o.state in _FINAL,
-                        o.state in _ATTEMPTED or o.attempts > 0, now, o.id,
+                        o.state,
+                        o.message_id,
+                        o.error_code,
+                        o.error,
+                        o.attempts,
+                        o.possible_duplicate,
+                        o.state in _FINAL,
+                        o.state in _ATTEMPTED or o.attempts > 0,
+                        now,
+                        o.id,
                     )
                     for o in outcomes
                 ),

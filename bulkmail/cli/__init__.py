@@ -217,11 +217,19 @@ def cmd_sandbox(argv: Sequence[str], out: TextIO, err: TextIO) -> int:
     p.add_argument("--quota", type=float, help="recipients per second before throttling")
     p.add_argument("--daily-quota", type=int, help="recipients per day before refusing")
     p.add_argument("--outbox", default="outbox", help="folder for accepted messages")
-    p.add_argument("--latency", type=float, default=0.0,
-                   help="seconds to delay every answer (a distant provider)")
-    p.add_argument("--faults", type=float, default=0.0, metavar="SHARE",
-                   help="share of sends (0-1) that meet a fault: 500, 503, reset, lost "
-                   "answer, slow answer")
+    p.add_argument(
+        "--latency",
+        type=float,
+        default=0.0,
+        help="seconds to delay every answer (a distant provider)",
+    )
+    p.add_argument(
+        "--faults",
+        type=float,
+        default=0.0,
+        metavar="SHARE",
+        help="share of sends (0-1) that meet a fault: 500, 503, reset, lost answer, slow answer",
+    )
     p.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     from bulkmail.servers.sandbox import run_sandbox
@@ -276,8 +284,9 @@ def cmd_smtp_password(argv: Sequence[str], out: TextIO, err: TextIO) -> int:
             secret = sys.stdin.readline()
         secret = secret.strip()
     if not secret:
-        print("bulkmail: no secret: set AWS_SECRET_ACCESS_KEY or pipe it on standard input",
-              file=err)
+        print(
+            "bulkmail: no secret: set AWS_SECRET_ACCESS_KEY or pipe it on standard input", file=err
+        )
         return 2
     if args.legacy:
         print(ses_smtp_password(secret, None, version=2), file=out)

@@ -205,14 +205,18 @@ async def run_batch_campaign(
     """
     options = campaign.directmail
     if options.get("mode") != "batch":
-        raise ConfigError("run_batch_campaign needs directmail.mode: batch",
-                          file=str(campaign.path), key="directmail.mode")
+        raise ConfigError(
+            "run_batch_campaign needs directmail.mode: batch",
+            file=str(campaign.path),
+            key="directmail.mode",
+        )
     template = str(options["template_name"])
     try:
         names = receivers_names(options)
     except ValueError as exc:
-        raise ConfigError(str(exc), file=str(campaign.path),
-                          key="directmail.receivers_name") from None
+        raise ConfigError(
+            str(exc), file=str(campaign.path), key="directmail.receivers_name"
+        ) from None
     account = parseaddr(campaign.sender)[1]
     limiter = limiter if limiter is not None else batch_limiter(provider.region)
     policy = retry if retry is not None else RetryPolicy(max_attempts=campaign.max_attempts)
@@ -306,4 +310,3 @@ def _stopping(verdict: Verdict, outcome: Outcome) -> CampaignStopped | None:
 
 
 __all__ = ["BatchCall", "BatchSummary", "receivers_names", "run_batch_campaign"]
-

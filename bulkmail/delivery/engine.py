@@ -41,7 +41,6 @@ from bulkmail.mail.message import Message
 T = TypeVar("T")
 
 
-
 @dataclass(slots=True)
 class Progress:
     """Live counters for this run, read by the CLI's progress display."""
@@ -177,9 +176,7 @@ class CampaignRun:
         # (64 MiB), so a campaign with a 10 MB attachment cannot hold gigabytes ahead.
         size = self.composer.raw_size_hint
         depth = 4 * chunk if size is None else max(16, min(4 * chunk, (64 << 20) // size))
-        self._queue: asyncio.Queue[tuple[PendingRow, Message] | None] = asyncio.Queue(
-            maxsize=depth
-        )
+        self._queue: asyncio.Queue[tuple[PendingRow, Message] | None] = asyncio.Queue(maxsize=depth)
         self._dispatched = 0
         self._interrupted = False
         self._limit_stop: QuotaExhausted | None = None

@@ -17,15 +17,14 @@ quota      raise :class:`~bulkmail.errors.QuotaExhausted`: resumable later
 from __future__ import annotations
 
 import asyncio
-import math
 import random
 import time
-from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from types import TracebackType
 
+from bulkmail.delivery.gate import Gate
 from bulkmail.errors import CampaignStopped, FatalProviderError, QuotaExhausted
 from bulkmail.mail.message import Message
 from bulkmail.pacing.local import RateLimiter
@@ -88,55 +87,6 @@ class RetryPolicy:
         return rng.uniform(self.ceiling(attempt) / 2, self.ceiling(attempt))
 
 
-class _Gate:
-    """Bounds requests in flight to what the rate and observed latency need (Little's law)."""
-
-    __slots__ = ("_in_use", "_waiters", "_latency", "_floor", "_cap", "_rate")
-
-    def __init__(self, rate: Callable[[], float], *, floor: int, cap: int) -> None:
-        self._in_use = 0
-        self._waiters: deque[asyncio.Future[None]] = deque()
-        self._latency = 0.05  # EWMA of seconds per attempt; starts at a plausible 50 ms
-        self._floor = floor
-        self._cap = cap
-        self._rate = rate
-
-    @property
-    def limit(self) -> int:
-        needed = math.ceil(2.0 * self._rate() * self._latency) + self._floor
-        return min(self._cap, needed)
-
-    @property
-    def in_use(self) -> int:
-        return self._in_use
-
-    def observe(self, seconds: float) -> None:
-        self._latency += 0.05 * (seconds - self._latency)
-
-    async def acquire(self) -> None:
-        if self._in_use < self.limit and not self._waiters:
-            self._in_use += 1
-            return
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiters.append(future)
-        try:
-            await future
-        except BaseException:
-            if future.done() and not future.cancelled():
-                self.release()  # woken and cancelled at once: hand the slot on
-            else:
-                self._waiters.remove(future)
-            raise
-
-    def release(self) -> None:
-        self._in_use -= 1
-        while self._waiters and self._in_use < self.limit:
-            future = self._waiters.popleft()
-            if not future.done():
-                self._in_use += 1
-                future.set_result(None)
-
-
 class Sender:
     """Send messages you build, paced to ``rate`` recipients per second, with retries.
 
@@ -170,7 +120,7 @@ class Sender:
         self.limiter = limiter if limiter is not None else RateLimiter(rate)
         self.retry = retry or RetryPolicy()
         self.at_most_once = at_most_once
-        self._gate = _Gate(lambda: self.limiter.effective_rate, floor=8, cap=max_concurrency)
+        self._gate = Gate(lambda: self.limiter.effective_rate, floor=8, cap=max_concurrency)
         self._sleep = sleep
         self._rng = rng or random.Random()
         self._clock = clock

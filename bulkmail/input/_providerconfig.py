@@ -7,7 +7,8 @@ SMTP), at the top level (SES-only ``template``, DirectMail-only ``directmail:``.
 ``directmail:`` block itself. SMTP's ``host: ses`` / ``host: directmail`` presets are resolved
 through :data:`bulkmail.providers.smtp.SMTP_PRESETS`.
 
-:class:`ProviderChecker` adds these rules to the generic :class:`~bulkmail.input._yamlconfig.Checker`;
+:class:`ProviderChecker` adds these rules to the generic
+:class:`~bulkmail.input._yamlconfig.Checker`;
 :mod:`bulkmail.input.campaign` builds its checker on top of it.
 """
 

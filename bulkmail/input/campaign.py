@@ -12,9 +12,9 @@ Credentials never live in the campaign: a key that looks like one is refused, wi
 its value, because credentials come from the environment.
 
 The generic machinery (YAML with line numbers, value checkers, the problem collector) lives in
-:mod:`bulkmail.input._yamlconfig`, the provider rules (``provider:``, ``directmail:``, which keys each
-provider takes) in :mod:`bulkmail.input._providerconfig`; this module holds the campaign's other keys
-and rules.
+:mod:`bulkmail.input._yamlconfig`, the provider rules (``provider:``, ``directmail:``,
+which keys each provider takes) in :mod:`bulkmail.input._providerconfig`; this module holds
+the campaign's other keys and rules.
 
 >>> campaign = Campaign.from_file("examples/campaign.yaml", overrides={"rate": 5})  # doctest: +SKIP
 >>> campaign.rate, campaign.results.name                                            # doctest: +SKIP

@@ -1,4 +1,5 @@
-"""Templates compiled once per campaign, then one :class:`~bulkmail.mail.message.Message` per recipient.
+"""Templates compiled once per campaign, then one :class:`~bulkmail.mail.message.Message`
+per recipient.
 
 >>> from bulkmail.input.recipients import Recipient
 >>> r = Renderer(sender="News <news@example.com>", subject="Hi {{ first_name }}",

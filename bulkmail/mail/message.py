@@ -49,20 +49,3 @@ class Message:
     def cost(self) -> int:
         """Recipients this message counts against the quota (always one)."""
         return 1
-
-    def to_mime(self, *, now: float | None = None) -> bytes:
-        """This message as RFC 5322 bytes (CRLF line ends), for raw sends and SMTP.
-
-        Built by :class:`bulkmail.mail.mime.MimeBuilder` (~50 µs for a 2 KB text + HTML
-        message; the stdlib ``EmailMessage`` route measured ~1.5 ms). A message that already
-        carries ``raw`` bytes is returned unchanged.
-
-        >>> b"Subject: Hi" in Message(to="a@example.com", sender="b@example.com",
-        ...                            subject="Hi", text="Hello").to_mime()
-        True
-        """
-        if self.raw is not None:
-            return self.raw
-        from bulkmail.mail.mime import MimeBuilder  # mime imports this module
-
-        return MimeBuilder().build(self, now=now)

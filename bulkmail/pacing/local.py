@@ -281,7 +281,6 @@ class RateLimiter:
         # the ledger's longer span clips the rare catch-up that would eat the jitter margin.
         self._tau = max(0.0, math.floor(e) * self._interval - 1.0 - _MARGIN)
 
-
     def _earliest(self, cost: int, now: float) -> float:
         """The first time ``>= now`` at which ``cost`` recipients satisfy rules 1-3."""
         log = self._log

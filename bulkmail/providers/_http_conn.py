@@ -23,8 +23,22 @@ class _Conn(asyncio.Protocol):
     """One connection: at most one exchange in flight, parsed by llhttp."""
 
     __slots__ = (
-        "pool", "loop", "transport", "parser", "fut", "timer", "reused", "head", "headers",
-        "body", "headers_done", "keep_alive", "idle", "idle_since", "closed", "lost",
+        "pool",
+        "loop",
+        "transport",
+        "parser",
+        "fut",
+        "timer",
+        "reused",
+        "head",
+        "headers",
+        "body",
+        "headers_done",
+        "keep_alive",
+        "idle",
+        "idle_since",
+        "closed",
+        "lost",
     )
 
     def __init__(self, pool: HttpPool, loop: asyncio.AbstractEventLoop) -> None:
@@ -133,9 +147,10 @@ class _Conn(asyncio.Protocol):
             self.lost.set_result(None)
 
     def _close_delimited(self) -> bool:
-        return "content-length" not in self.headers and "chunked" not in self.headers.get(
-            "transfer-encoding", ""
-        ).lower()
+        return (
+            "content-length" not in self.headers
+            and "chunked" not in self.headers.get("transfer-encoding", "").lower()
+        )
 
     # -- httptools callbacks ------------------------------------------------------------
 

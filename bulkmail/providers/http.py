@@ -221,8 +221,11 @@ class HttpPool:
                     )
                 else:
                     _, conn = await loop.create_connection(
-                        lambda: _Conn(self, loop), self._host, self._port,
-                        ssl=self._ssl, server_hostname=self._host,
+                        lambda: _Conn(self, loop),
+                        self._host,
+                        self._port,
+                        ssl=self._ssl,
+                        server_hostname=self._host,
                     )
         except BaseException as exc:
             self._drop_slot()
@@ -286,5 +289,12 @@ class HttpPool:
             self._sweeper = loop.call_at(idle[0].idle_since + self._idle_timeout, self._sweep)
 
 
-__all__ = ["ConnectFailed", "Headers", "HttpError", "HttpPool", "Response", "ResponseLost",
-           "Timeout"]
+__all__ = [
+    "ConnectFailed",
+    "Headers",
+    "HttpError",
+    "HttpPool",
+    "Response",
+    "ResponseLost",
+    "Timeout",
+]

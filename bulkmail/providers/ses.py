@@ -18,6 +18,7 @@ from xml.etree import ElementTree
 import orjson
 
 from bulkmail.mail.message import Message
+from bulkmail.mail.mime import to_mime
 from bulkmail.providers._httpbase import _PooledHttpProvider
 from bulkmail.providers.base import Outcome, Quota, Verdict
 from bulkmail.providers.errors import scrub, transport_outcome
@@ -72,9 +73,7 @@ _FATAL_CODES = frozenset(
 )
 
 
-def classify_ses_error(
-    status: int, code: str | None, message: str | None, sender: str
-) -> Verdict:
+def classify_ses_error(status: int, code: str | None, message: str | None, sender: str) -> Verdict:
     """Which class an SES error answer belongs to.
 
     >>> classify_ses_error(400, "Throttling", "Maximum sending rate exceeded.", "a@x.org")
@@ -246,9 +245,7 @@ class SesProvider(_PooledHttpProvider):
         signed = self._signer.sign(
             method, pool.host_header, self._base_path + path, "", headers, body, self._clock()
         )
-        response = await pool.request(
-            method, path, [*headers.items(), *signed.items()], body
-        )
+        response = await pool.request(method, path, [*headers.items(), *signed.items()], body)
         return response.status, response.headers, response.body
 
     async def send(self, message: Message) -> Outcome:
@@ -260,7 +257,7 @@ class SesProvider(_PooledHttpProvider):
             if message.headers and message.raw is None and message.template is None:
                 # v1 SendEmail has no header field: List-Unsubscribe needs SendRawEmail.
                 try:
-                    message = replace(message, raw=message.to_mime(now=self._clock()))
+                    message = replace(message, raw=to_mime(message, now=self._clock()))
                 except ValueError as exc:  # e.g. an address MIME cannot carry
                     return Outcome(Verdict.REJECTED, error_code="BadMessage", error=str(exc))
             body = urlencode(_v1_params(message, self._v1_extra)).encode("ascii")

@@ -35,7 +35,7 @@ from types import TracebackType
 import aiosmtplib
 
 from bulkmail.mail.message import Message
-from bulkmail.mail.mime import MessageTooLarge, MimeBuilder
+from bulkmail.mail.mime import MessageTooLarge, MimeBuilder, to_mime
 from bulkmail.providers._smtp_replies import (
     SMTP_PRESETS,
     Stage,
@@ -92,7 +92,7 @@ class SmtpProvider:
 
     The envelope sender is ``return_path`` when given, else the address of
     ``Message.sender``; the one envelope recipient is the address of ``Message.to``. The bytes
-    sent are ``message.raw`` if set, else ``mime.build(message)``, else ``message.to_mime()``.
+    sent are ``message.raw`` if set, else ``mime.build(message)``, else ``mime.to_mime(message)``.
     """
 
     name = "smtp"
@@ -171,7 +171,7 @@ class SmtpProvider:
             return message.raw
         if self._mime is not None:
             return self._mime.build(message)
-        return message.to_mime()
+        return to_mime(message)
 
     async def send(self, message: Message) -> Outcome:
         """Send one attempt of ``message``; every answer becomes an :class:`Outcome`."""

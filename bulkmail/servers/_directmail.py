@@ -31,8 +31,16 @@ MAX_SKEW = 900.0  # and a Timestamp more than 15 minutes off
 MAX_NONCES = 1_000_000  # bounded memory: the oldest are forgotten first
 MAX_RECIPIENTS = 100  # SingleSendMail: up to 100 addresses in ToAddress
 
-_COMMON = ("AccessKeyId", "Signature", "SignatureMethod", "SignatureVersion",
-           "SignatureNonce", "Timestamp", "Version", "Action")
+_COMMON = (
+    "AccessKeyId",
+    "Signature",
+    "SignatureMethod",
+    "SignatureVersion",
+    "SignatureNonce",
+    "Timestamp",
+    "Version",
+    "Action",
+)
 _SEND_REQUIRED = ("AccountName", "AddressType", "ReplyToAddress", "ToAddress", "Subject")
 _BATCH_REQUIRED = ("AccountName", "AddressType", "TemplateName", "ReceiversName")
 _ACTIONS = frozenset({"SingleSendMail", "BatchSendMail"})
@@ -47,8 +55,10 @@ _env_ids = itertools.count(600000000000000 + int(time.time()) % 100000 * 1000)
 
 def looks_like(params: Mapping[str, str]) -> bool:
     """Whether a ``POST /`` without a SigV4 header is meant for DirectMail."""
-    return "SignatureVersion" in params or "SignatureNonce" in params or (
-        params.get("Action") in _ACTIONS
+    return (
+        "SignatureVersion" in params
+        or "SignatureNonce" in params
+        or (params.get("Action") in _ACTIONS)
     )
 
 
@@ -108,16 +118,23 @@ def check_signature(
     expected = rpc_signature(method, params, credentials.access_key_secret)
     if not hmac.compare_digest(expected.encode(), params["Signature"].encode()):
         # The real service echoes its string-to-sign; bulkmail must never log or store it.
-        raise ApiError(400, "SignatureDoesNotMatch",
-                       "Specified signature is not matched with our calculation. "
-                       "server string to sign is:" + string_to_sign(method, params))
+        raise ApiError(
+            400,
+            "SignatureDoesNotMatch",
+            "Specified signature is not matched with our calculation. "
+            "server string to sign is:" + string_to_sign(method, params),
+        )
     when = _timestamp_epoch(params["Timestamp"])
     if when is None:
-        raise ApiError(400, "InvalidTimeStamp.Format",
-                       "Specified time stamp or date value is not well formatted.")
+        raise ApiError(
+            400,
+            "InvalidTimeStamp.Format",
+            "Specified time stamp or date value is not well formatted.",
+        )
     if abs(when - now) > MAX_SKEW:
-        raise ApiError(400, "InvalidTimeStamp.Expired",
-                       "Specified time stamp or date value is expired.")
+        raise ApiError(
+            400, "InvalidTimeStamp.Expired", "Specified time stamp or date value is expired."
+        )
     if not nonces.use(params["SignatureNonce"], now):
         raise ApiError(400, "SignatureNonceUsed", "Specified signature nonce was used already.")
 
@@ -132,8 +149,11 @@ def parse_send(params: Mapping[str, str]) -> SendRequest:
     if action == "BatchSendMail":
         return parse_batch(params)
     if action != "SingleSendMail":
-        raise ApiError(404, "InvalidApi.NotFound",
-                       "Specified api is not found, please check your url and method.")
+        raise ApiError(
+            404,
+            "InvalidApi.NotFound",
+            "Specified api is not found, please check your url and method.",
+        )
     for name in _SEND_REQUIRED:
         if not params.get(name):
             raise _missing(name)
@@ -147,8 +167,9 @@ def parse_send(params: Mapping[str, str]) -> SendRequest:
             if not isinstance(doc, dict):
                 raise ValueError
         except (orjson.JSONDecodeError, ValueError):
-            raise ApiError(400, "InvalidParameter",
-                           "The specified parameter Headers is not valid.") from None
+            raise ApiError(
+                400, "InvalidParameter", "The specified parameter Headers is not valid."
+            ) from None
         headers = tuple((str(k), str(v)) for k, v in doc.items())
     account = params["AccountName"]
     alias = params.get("FromAlias")
@@ -204,8 +225,11 @@ def new_request_id() -> str:
 
 
 def sent(env_id: str, request_id: str) -> Reply:
-    return Reply(200, orjson.dumps({"EnvId": env_id, "RequestId": request_id}),
-                 "application/json;charset=utf-8")
+    return Reply(
+        200,
+        orjson.dumps({"EnvId": env_id, "RequestId": request_id}),
+        "application/json;charset=utf-8",
+    )
 
 
 def error(err: ApiError, request_id: str) -> Reply:
@@ -222,8 +246,13 @@ def error(err: ApiError, request_id: str) -> Reply:
 
 def injected(status: int) -> ApiError:
     if status == 503:
-        return ApiError(503, "ServiceUnavailable",
-                        "The request has failed due to a temporary failure of the server.")
-    return ApiError(500, "InternalError",
-                    "The request processing has failed due to some unknown error, "
-                    "exception or failure.")
+        return ApiError(
+            503,
+            "ServiceUnavailable",
+            "The request has failed due to a temporary failure of the server.",
+        )
+    return ApiError(
+        500,
+        "InternalError",
+        "The request processing has failed due to some unknown error, exception or failure.",
+    )

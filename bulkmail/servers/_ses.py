@@ -50,8 +50,14 @@ def _stamp_epoch(stamp: str) -> float | None:
     digits = stamp[:8] + stamp[9:15]
     if not digits.isdigit():
         return None
-    fields = (int(digits[0:4]), int(digits[4:6]), int(digits[6:8]),
-              int(digits[8:10]), int(digits[10:12]), int(digits[12:14]))
+    fields = (
+        int(digits[0:4]),
+        int(digits[4:6]),
+        int(digits[6:8]),
+        int(digits[8:10]),
+        int(digits[10:12]),
+        int(digits[12:14]),
+    )
     if not (1 <= fields[1] <= 12 and 1 <= fields[2] <= 31):
         return None
     return float(calendar.timegm((*fields, 0, 0, 0)))
@@ -72,41 +78,60 @@ def check_sigv4(
     value = headers.get("Authorization")
     if not value:
         if v2:
-            raise ApiError(403, "MissingAuthenticationTokenException",
-                           "Missing Authentication Token")
-        raise ApiError(403, "MissingAuthenticationToken",
-                       "Request is missing Authentication Token")
+            raise ApiError(
+                403, "MissingAuthenticationTokenException", "Missing Authentication Token"
+            )
+        raise ApiError(403, "MissingAuthenticationToken", "Request is missing Authentication Token")
     incomplete = "IncompleteSignatureException" if v2 else "IncompleteSignature"
     try:
         auth = parse_authorization(value)
     except ValueError as exc:
         raise ApiError(400, incomplete, f"{exc}. Authorization={value[:40]}") from None
     if auth.access_key_id != credentials.access_key_id:
-        raise ApiError(403, "UnrecognizedClientException" if v2 else "InvalidClientTokenId",
-                       INVALID_TOKEN)
+        raise ApiError(
+            403, "UnrecognizedClientException" if v2 else "InvalidClientTokenId", INVALID_TOKEN
+        )
     token = headers.get("X-Amz-Security-Token")
     if token != credentials.session_token:
-        raise ApiError(403, "UnrecognizedClientException" if v2 else "InvalidClientTokenId",
-                       INVALID_TOKEN)
+        raise ApiError(
+            403, "UnrecognizedClientException" if v2 else "InvalidClientTokenId", INVALID_TOKEN
+        )
     stamp = headers.get("X-Amz-Date", "")
     when = _stamp_epoch(stamp)
     if when is None:
-        raise ApiError(400, incomplete, "Authorization header requires existence of either "
-                       "a 'X-Amz-Date' or a 'Date' header. Authorization=" + value[:40])
+        raise ApiError(
+            400,
+            incomplete,
+            "Authorization header requires existence of either "
+            "a 'X-Amz-Date' or a 'Date' header. Authorization=" + value[:40],
+        )
     if auth.service not in ("ses", "email"):
-        raise ApiError(403, "SignatureDoesNotMatch",
-                       "Credential should be scoped to correct service: 'ses'. ")
+        raise ApiError(
+            403, "SignatureDoesNotMatch", "Credential should be scoped to correct service: 'ses'. "
+        )
     if when < now - MAX_SKEW:
-        raise ApiError(403, "SignatureDoesNotMatch",
-                       f"Signature expired: {stamp} is now earlier than "
-                       f"{amz_date(now - MAX_SKEW)} ({amz_date(now)} - 5 min.)")
+        raise ApiError(
+            403,
+            "SignatureDoesNotMatch",
+            f"Signature expired: {stamp} is now earlier than "
+            f"{amz_date(now - MAX_SKEW)} ({amz_date(now)} - 5 min.)",
+        )
     if when > now + MAX_SKEW:
-        raise ApiError(403, "SignatureDoesNotMatch",
-                       f"Signature not yet current: {stamp} is still later than "
-                       f"{amz_date(now + MAX_SKEW)} ({amz_date(now)} + 5 min.)")
-    if not verify_request(method=method, path=path, query=query, headers=headers, body=body,
-                          secret_access_key=credentials.secret_access_key,
-                          authorization=auth):
+        raise ApiError(
+            403,
+            "SignatureDoesNotMatch",
+            f"Signature not yet current: {stamp} is still later than "
+            f"{amz_date(now + MAX_SKEW)} ({amz_date(now)} + 5 min.)",
+        )
+    if not verify_request(
+        method=method,
+        path=path,
+        query=query,
+        headers=headers,
+        body=body,
+        secret_access_key=credentials.secret_access_key,
+        authorization=auth,
+    ):
         raise ApiError(403, "SignatureDoesNotMatch", SIGNATURE_MISMATCH)
 
 
@@ -219,16 +244,26 @@ def parse_v2_send(body: bytes) -> SendRequest:
 def _check_count(send: SendRequest, *, v2: bool) -> None:
     count = send.recipients
     if count == 0:
-        raise (_v2_bad("Missing required field Destination.")
-               if v2 else ApiError(400, "InvalidParameterValue", "Missing final '@domain'"))
+        raise (
+            _v2_bad("Missing required field Destination.")
+            if v2
+            else ApiError(400, "InvalidParameterValue", "Missing final '@domain'")
+        )
     if count > MAX_RECIPIENTS:
-        raise (_v2_bad(TOO_MANY_RECIPIENTS)
-               if v2 else ApiError(400, "InvalidParameterValue", TOO_MANY_RECIPIENTS))
+        raise (
+            _v2_bad(TOO_MANY_RECIPIENTS)
+            if v2
+            else ApiError(400, "InvalidParameterValue", TOO_MANY_RECIPIENTS)
+        )
 
 
 def v2_sent(message_id: str, request_id: str) -> Reply:
-    return Reply(200, orjson.dumps({"MessageId": message_id}), "application/json",
-                 {"x-amzn-RequestId": request_id})
+    return Reply(
+        200,
+        orjson.dumps({"MessageId": message_id}),
+        "application/json",
+        {"x-amzn-RequestId": request_id},
+    )
 
 
 def v2_account(quota: Quota, request_id: str) -> Reply:
@@ -273,8 +308,7 @@ def _members(params: Mapping[str, str], prefix: str) -> tuple[str, ...]:
 def _required(params: Mapping[str, str], name: str) -> str:
     value = params.get(name)
     if value is None:
-        raise ApiError(400, "MissingParameter",
-                       f"The request must contain the parameter {name}")
+        raise ApiError(400, "MissingParameter", f"The request must contain the parameter {name}")
     return value
 
 
@@ -300,8 +334,9 @@ def parse_v1_send(params: Mapping[str, str]) -> SendRequest:
         try:
             send.raw = base64.b64decode(_required(params, "RawMessage.Data"), validate=True)
         except binascii.Error:
-            raise ApiError(400, "InvalidParameterValue",
-                           "Invalid base64 in RawMessage.Data") from None
+            raise ApiError(
+                400, "InvalidParameterValue", "Invalid base64 in RawMessage.Data"
+            ) from None
         send.to = _members(params, "Destinations") or send.to
         describe_raw(send)
     else:  # SendTemplatedEmail
@@ -365,6 +400,8 @@ def daily_exceeded(v2: bool) -> ApiError:
 def injected(status: int) -> ApiError:
     if status == 503:
         return ApiError(503, "ServiceUnavailable", "Service Unavailable")
-    return ApiError(500, "InternalFailure",
-                    "The request processing has failed because of an unknown error, "
-                    "exception or failure.")
+    return ApiError(
+        500,
+        "InternalFailure",
+        "The request processing has failed because of an unknown error, exception or failure.",
+    )

@@ -130,9 +130,13 @@ def _text_part(content: str, subtype: str) -> bytes:
     else:  # quoted-printable keeps a text body readable in an editor
         encoding, body = "quoted-printable", binascii.b2a_qp(data, istext=True)
     return (
-        f"Content-Type: text/{subtype}; charset=\"utf-8\"\r\n"
-        f"Content-Transfer-Encoding: {encoding}\r\n\r\n"
-    ).encode() + body.replace(b"\n", b"\r\n") + b"\r\n"
+        (
+            f'Content-Type: text/{subtype}; charset="utf-8"\r\n'
+            f"Content-Transfer-Encoding: {encoding}\r\n\r\n"
+        ).encode()
+        + body.replace(b"\n", b"\r\n")
+        + b"\r\n"
+    )
 
 
 def build_eml(send: SendRequest, message_id: str, received_at: float) -> bytes:
@@ -153,22 +157,37 @@ def build_eml(send: SendRequest, message_id: str, received_at: float) -> bytes:
         "message-id": f"<{message_id}@sandbox.bulkmail.invalid>",
         "mime-version": "1.0",
     }
-    names = {"from": "From", "to": "To", "cc": "Cc", "reply-to": "Reply-To",
-             "subject": "Subject", "date": "Date", "message-id": "Message-ID",
-             "mime-version": "MIME-Version"}
+    names = {
+        "from": "From",
+        "to": "To",
+        "cc": "Cc",
+        "reply-to": "Reply-To",
+        "subject": "Subject",
+        "date": "Date",
+        "message-id": "Message-ID",
+        "mime-version": "MIME-Version",
+    }
     head = [_header(names[key], ours[key]) for key in _OURS if ours[key] and key not in extra]
-    head.extend(_header(name, value) for name, value in send.headers
-                if name.lower() not in ("content-type", "content-transfer-encoding"))
+    head.extend(
+        _header(name, value)
+        for name, value in send.headers
+        if name.lower() not in ("content-type", "content-transfer-encoding")
+    )
     text = send.text
     if send.template is not None:
         text = f"Template: {send.template}\nTemplateData: {send.template_data or '{}'}\n"
     if text is not None and send.html is not None:
         boundary = f"=_sandbox_{message_id}"
         body = (
-            f"Content-Type: multipart/alternative; boundary=\"{boundary}\"\r\n\r\n"
-            f"--{boundary}\r\n"
-        ).encode() + _text_part(text, "plain") + f"--{boundary}\r\n".encode() + _text_part(
-            send.html, "html") + f"--{boundary}--\r\n".encode()
+            (
+                f'Content-Type: multipart/alternative; boundary="{boundary}"\r\n\r\n'
+                f"--{boundary}\r\n"
+            ).encode()
+            + _text_part(text, "plain")
+            + f"--{boundary}\r\n".encode()
+            + _text_part(send.html, "html")
+            + f"--{boundary}--\r\n".encode()
+        )
     elif send.html is not None:
         body = _text_part(send.html, "html")
     else:

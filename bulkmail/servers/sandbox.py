@@ -67,8 +67,18 @@ SANDBOX_ALIBABA = AlibabaCredentials("LTAIsandbox0example", "sandboxSecretExampl
 
 _DAY = 86400.0
 _UNLIMITED = 1_000_000_000.0  # what the quota actions report when no quota is set
-_STATS = ("accepted", "recipients", "throttled", "signature_failures", "nonce_reused",
-          "errors_injected", "resets", "lost", "slowed", "rejected")
+_STATS = (
+    "accepted",
+    "recipients",
+    "throttled",
+    "signature_failures",
+    "nonce_reused",
+    "errors_injected",
+    "resets",
+    "lost",
+    "slowed",
+    "rejected",
+)
 
 
 @dataclass(kw_only=True)
@@ -96,8 +106,13 @@ slow_seconds=1.0, latency=0.002)
     latency: float = 0.0
 
     def __post_init__(self) -> None:
-        odds = (self.reset_before, self.error_500, self.error_503, self.lost_after_accept,
-                self.slow)
+        odds = (
+            self.reset_before,
+            self.error_500,
+            self.error_503,
+            self.lost_after_accept,
+            self.slow,
+        )
         if any(p < 0 for p in odds) or sum(odds) > 1:
             raise ValueError("fault probabilities must be >= 0 and add up to at most 1")
         if self.slow_seconds < 0 or self.latency < 0:
@@ -162,7 +177,8 @@ class Sandbox:
         self._faults = faults if faults is not None else Faults()
         f = self._faults
         self._has_faults = any(
-            (f.reset_before, f.error_500, f.error_503, f.lost_after_accept, f.slow))
+            (f.reset_before, f.error_500, f.error_503, f.lost_after_accept, f.slow)
+        )
         self._rng = random.Random(self._faults.seed)
         self._clock = clock
         self._aws = aws
@@ -269,8 +285,9 @@ class Sandbox:
                 elif path == "/":
                     params = dict(parse_qsl(query, keep_blank_values=True))
                     if body:
-                        params.update(parse_qsl(body.decode("utf-8", "replace"),
-                                                keep_blank_values=True))
+                        params.update(
+                            parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True)
+                        )
                     authorization = request.headers.get("Authorization", "")
                     if authorization.startswith("AWS4-") or not dm.looks_like(params):
                         reply = await self._sesv1(request, query, body, params, request_id)
@@ -307,17 +324,26 @@ class Sandbox:
             self.stats["signature_failures"] += 1
         return err
 
-    def _check_aws(self, request: web.BaseRequest, v2: bool, path: str, query: str,
-                   body: bytes) -> None:
+    def _check_aws(
+        self, request: web.BaseRequest, v2: bool, path: str, query: str, body: bytes
+    ) -> None:
         try:
-            ses.check_sigv4(v2=v2, method=request.method, path=path, query=query,
-                            headers=request.headers, body=body, credentials=self._aws,
-                            now=self._clock())
+            ses.check_sigv4(
+                v2=v2,
+                method=request.method,
+                path=path,
+                query=query,
+                headers=request.headers,
+                body=body,
+                credentials=self._aws,
+                now=self._clock(),
+            )
         except ApiError as err:
             raise self._auth_failed(err) from None
 
-    async def _sesv2(self, request: web.BaseRequest, path: str, query: str, body: bytes,
-                     request_id: str) -> Reply:
+    async def _sesv2(
+        self, request: web.BaseRequest, path: str, query: str, body: bytes, request_id: str
+    ) -> Reply:
         self._check_aws(request, True, path, query, body)
         if path == ses.V2_ACCOUNT and request.method == "GET":
             return ses.v2_account(self._quota_now(), request_id)
@@ -327,25 +353,34 @@ class Sandbox:
         message_id = await self._deliver(request, send, ses.injected)
         return ses.v2_sent(message_id, request_id)
 
-    async def _sesv1(self, request: web.BaseRequest, query: str, body: bytes,
-                     params: dict[str, str], request_id: str) -> Reply:
+    async def _sesv1(
+        self,
+        request: web.BaseRequest,
+        query: str,
+        body: bytes,
+        params: dict[str, str],
+        request_id: str,
+    ) -> Reply:
         self._check_aws(request, False, "/", query, body)
         action = params.get("Action", "")
         if action == "GetSendQuota":
             return ses.v1_quota(self._quota_now(), request_id)
         if action not in ses.V1_SEND_ACTIONS:
-            raise ApiError(400, "InvalidAction",
-                           "The action or operation requested is invalid. "
-                           "Verify that the action is typed correctly.")
+            raise ApiError(
+                400,
+                "InvalidAction",
+                "The action or operation requested is invalid. "
+                "Verify that the action is typed correctly.",
+            )
         send = self._parsed(ses.parse_v1_send, params)
         message_id = await self._deliver(request, send, ses.injected)
         return ses.v1_sent(action, message_id, request_id)
 
-    async def _directmail(self, request: web.BaseRequest, params: dict[str, str],
-                          request_id: str) -> Reply:
+    async def _directmail(
+        self, request: web.BaseRequest, params: dict[str, str], request_id: str
+    ) -> Reply:
         try:
-            dm.check_signature(request.method, params, self._alibaba, self._nonces,
-                               self._clock())
+            dm.check_signature(request.method, params, self._alibaba, self._nonces, self._clock())
         except ApiError as err:
             raise self._auth_failed(err) from None
         send = self._parsed(dm.parse_send, params)
@@ -365,8 +400,9 @@ class Sandbox:
             transport.abort()
         return _Dropped()
 
-    async def _deliver(self, request: web.BaseRequest, send: SendRequest,
-                       injected: Callable[[int], ApiError]) -> str:
+    async def _deliver(
+        self, request: web.BaseRequest, send: SendRequest, injected: Callable[[int], ApiError]
+    ) -> str:
         """Faults, quotas, then acceptance; the new message id, or raises."""
         faults = self._faults
         lost = False
@@ -408,18 +444,27 @@ class Sandbox:
         self.stats["accepted"] += 1
         self.stats["recipients"] += count
         if self._record:
-            self.accepted.append(Accepted(
-                api=send.api, message_id=message_id, to=send.to, sender=send.sender,
-                subject=send.subject, text=send.text, html=send.html, raw=send.raw,
-                headers=send.headers, params=send.params, received_at=now,
-            ))
+            self.accepted.append(
+                Accepted(
+                    api=send.api,
+                    message_id=message_id,
+                    to=send.to,
+                    sender=send.sender,
+                    subject=send.subject,
+                    text=send.text,
+                    html=send.html,
+                    raw=send.raw,
+                    headers=send.headers,
+                    params=send.params,
+                    received_at=now,
+                )
+            )
         if self._outbox is not None:
             final = self._outbox / f"{message_id}.eml"
             partial = self._outbox / f".{message_id}.part"
             partial.write_bytes(build_eml(send, message_id, now))
             os.replace(partial, final)  # a reader never sees half a message
         return message_id
-
 
 
 async def run_sandbox(
@@ -439,12 +484,23 @@ async def run_sandbox(
     reset before answering, answer lost after accepting, and a slow (2 s) answer.
     """
     share = fault_rate / 5
-    faults = Faults(
-        seed=seed, latency=latency, error_500=share, error_503=share, reset_before=share,
-        lost_after_accept=share, slow=share, slow_seconds=2.0,
-    ) if (latency or fault_rate) else None
-    async with Sandbox(port=port, quota=quota, daily_quota=daily_quota,
-                       outbox=outbox, faults=faults) as sandbox:
+    faults = (
+        Faults(
+            seed=seed,
+            latency=latency,
+            error_500=share,
+            error_503=share,
+            reset_before=share,
+            lost_after_accept=share,
+            slow=share,
+            slow_seconds=2.0,
+        )
+        if (latency or fault_rate)
+        else None
+    )
+    async with Sandbox(
+        port=port, quota=quota, daily_quota=daily_quota, outbox=outbox, faults=faults
+    ) as sandbox:
         limits = f"{quota:g} recipients/s" if quota is not None else "no rate limit"
         if daily_quota is not None:
             limits += f", {daily_quota} recipients/day"
