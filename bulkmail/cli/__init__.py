@@ -11,360 +11,39 @@ run stopped early); 2 the campaign could not start (bad file, flag or credential
 
 from __future__ import annotations
 
-import argparse
-import asyncio
+import importlib
 import logging
-import os
-import shlex
-import signal
 import sys
-from collections.abc import Callable, Coroutine, Sequence
-from pathlib import Path
-from typing import Any, Literal, TextIO, TypeVar
+from collections.abc import Callable, Sequence
+from typing import TextIO
 
-import orjson
+from bulkmail.errors import BulkmailError
 
-from bulkmail.delivery.engine import Summary
-from bulkmail.errors import BulkmailError, CampaignStopped
-from bulkmail.signing import SES_SMTP_REGIONS, ses_smtp_password
+#: Every command, as ``module:function``, so a command's imports load only when it runs.
+#: A command group adds one line here and keeps its code in its own module.
+COMMANDS: dict[str, str] = {
+    "send": "bulkmail.cli.send:cmd_send",
+    "check": "bulkmail.cli.send:cmd_check",
+    "sandbox": "bulkmail.cli.sandbox:cmd_sandbox",
+    "smtp-password": "bulkmail.cli.tools:cmd_smtp_password",
+}
 
-T = TypeVar("T")
-log = logging.getLogger("bulkmail")
-
-
-def _send_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="bulkmail",
-        description="Send a campaign: one signed request per recipient, paced to your quota.",
-        epilog="Other commands: bulkmail check | sandbox | smtp-password (each with --help).",
-    )
-    p.add_argument("campaign", help="campaign YAML file")
-    p.add_argument("--rate", help="recipients per second (overrides the file), or 'auto'")
-    p.add_argument("--endpoint", help="provider URL, or 'sandbox' for the embedded emulator")
-    p.add_argument("--results", help="results JSONL path (default beside the campaign)")
-    p.add_argument("--journal", help="journal path (default beside the campaign)")
-    p.add_argument("--concurrency", type=int, help="upper bound on requests in flight")
-    p.add_argument("--dry-run", action="store_true", help="validate and render, send nothing")
-    p.add_argument("--json", action="store_true", help="print a JSON summary as the last line")
-    p.add_argument("--quiet", "-q", action="store_true", help="no progress, only errors")
-    p.add_argument(
-        "--at-most-once",
-        action="store_true",
-        help="never resend a recipient whose earlier attempt may have arrived; report it as "
-        "uncertain instead",
-    )
-    change = p.add_mutually_exclusive_group()
-    change.add_argument(
-        "--restart", action="store_true", help="the campaign changed: start over from scratch"
-    )
-    change.add_argument(
-        "--force", action="store_true", help="the campaign changed: continue with the new one"
-    )
-    p.add_argument("--grace", type=float, default=10.0, help=argparse.SUPPRESS)
-    return p
+Command = Callable[[Sequence[str], TextIO, TextIO], int]
 
 
-def _overrides(args: argparse.Namespace) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    if args.rate is not None:
-        out["rate"] = "auto" if args.rate == "auto" else _number(args.rate, "--rate")
-    for key in ("endpoint", "results", "journal", "concurrency"):
-        value = getattr(args, key, None)
-        if value is not None:
-            out[key] = value
-    return out
-
-
-def _number(text: str, flag: str) -> float:
-    try:
-        return float(text)
-    except ValueError:
-        from bulkmail.errors import ConfigError
-
-        raise ConfigError(f"{text!r} is not a number", key=flag) from None
-
-
-def _run(coro: Coroutine[Any, Any, T]) -> T:
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - Windows
-        return asyncio.run(coro)
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        return runner.run(coro)
-
-
-def _resume_command(argv: Sequence[str]) -> str:
-    kept = [a for a in argv if a not in ("--restart", "--force")]
-    return "bulkmail " + " ".join(shlex.quote(a) for a in kept)
-
-
-def cmd_send(argv: Sequence[str], out: TextIO, err: TextIO) -> int:
-    args = _send_parser().parse_args(argv)
-    from bulkmail import api
-
-    campaign = api.load_campaign(args.campaign, _overrides(args))
-    if args.dry_run:
-        return _print_check(api.check_campaign(campaign), args.json, out, dry_run=True)
-    on_change: Literal["refuse", "restart", "force"] = (
-        "restart" if args.restart else "force" if args.force else "refuse"
-    )
-    show_progress = not args.quiet and not args.json and out.isatty()
-
-    async def main() -> Summary:
-        loop = asyncio.get_running_loop()
-        stop = asyncio.Event()
-        task = asyncio.current_task()
-        presses = 0
-
-        def on_signal(signum: int) -> None:
-            nonlocal presses
-            presses += 1
-            if presses == 1:
-                print(
-                    f"\nstopping: no new recipients; waiting up to {args.grace:.0f}s for "
-                    "answers in flight (press Ctrl-C again to quit at once)",
-                    file=err,
-                )
-                stop.set()
-            elif task is not None:
-                task.cancel()
-
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with _suppress_not_implemented():
-                loop.add_signal_handler(sig, on_signal, sig)
-        display = _Progress(out) if show_progress else None
-        try:
-            return await api.run_campaign(
-                campaign,
-                on_change=on_change,
-                at_most_once=args.at_most_once,
-                stop=stop,
-                grace=args.grace,
-                on_start=display.start if display else None,
-            )
-        finally:
-            if display:
-                display.stop()
-
-    try:
-        summary = _run(main())
-    except asyncio.CancelledError:
-        print("quit at once; the journal is consistent. Resume with:", file=err)
-        print("  " + _resume_command(argv), file=err)
-        return 130
-    except CampaignStopped as exc:  # before anything was sent (e.g. reading the quota)
-        print(f"bulkmail: {exc}", file=err)
-        return 2
-    c = summary.counts
-    if not args.quiet or args.json:
-        line = (
-            f"{summary.name}: sent {c.get('sent', 0)}, failed {c.get('failed', 0)}, "
-            f"skipped {c.get('skipped', 0)}, pending {c.get('pending', 0)}, "
-            f"uncertain {c.get('uncertain', 0)}, possible duplicates "
-            f"{c.get('possible_duplicate', 0)}; this run {summary.sent_this_run} in "
-            f"{summary.duration:.1f}s ({summary.rate:.1f}/s). Results: {summary.results}"
-        )
-        print(line, file=err if args.json else out)
-    if summary.recovery.ambiguous:
-        print(
-            f"resumed: {summary.recovery.ambiguous} recipients were in flight when the last run "
-            f"ended: {summary.recovery.requeued} resent and flagged possible_duplicate, "
-            f"{summary.recovery.uncertain} held as uncertain",
-            file=err,
-        )
-    if summary.stopped:
-        print(f"stopped: {summary.stopped}", file=err)
-        if summary.stop_kind in ("quota", "interrupted"):
-            print("resume later with:\n  " + _resume_command(argv), file=err)
-    if args.json:
-        out.write(orjson.dumps(summary.as_dict()).decode() + "\n")
-    return summary.exit_code
-
-
-def _print_check(report: Any, as_json: bool, out: TextIO, *, dry_run: bool = False) -> int:
-    if as_json:
-        out.write(orjson.dumps(report.as_dict()).decode() + "\n")
-    else:
-        verb = "would send" if dry_run else "ready to send"
-        print(f"{report.campaign}: {report.rows} rows, {verb} {report.would_send}", file=out)
-        for code, n in sorted(report.skipped.items()):
-            print(f"  skipped {n} ({code})", file=out)
-        for ex in report.examples:
-            print(f"  line {ex['line']}: {ex['email'] or '-'}: {ex['reason']}", file=out)
-        if report.variables:
-            print(f"  template variables: {', '.join(report.variables)}", file=out)
-    return 1 if report.problems else 0
-
-
-def cmd_check(argv: Sequence[str], out: TextIO, err: TextIO) -> int:
-    p = argparse.ArgumentParser(
-        prog="bulkmail check", description="Validate a campaign and every row; send nothing."
-    )
-    p.add_argument("campaign")
-    p.add_argument("--json", action="store_true")
-    args = p.parse_args(argv)
-    from bulkmail import api
-
-    return _print_check(api.check_campaign(args.campaign), args.json, out)
-
-
-def cmd_sandbox(argv: Sequence[str], out: TextIO, err: TextIO) -> int:
-    p = argparse.ArgumentParser(
-        prog="bulkmail sandbox",
-        description="Run a local SES/DirectMail-compatible server that writes .eml files.",
-    )
-    p.add_argument("--port", type=int, default=8025)
-    p.add_argument("--quota", type=float, help="recipients per second before throttling")
-    p.add_argument("--daily-quota", type=int, help="recipients per day before refusing")
-    p.add_argument("--outbox", default="outbox", help="folder for accepted messages")
-    p.add_argument(
-        "--latency",
-        type=float,
-        default=0.0,
-        help="seconds to delay every answer (a distant provider)",
-    )
-    p.add_argument(
-        "--faults",
-        type=float,
-        default=0.0,
-        metavar="SHARE",
-        help="share of sends (0-1) that meet a fault: 500, 503, reset, lost answer, slow answer",
-    )
-    p.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
-    args = p.parse_args(argv)
-    from bulkmail.servers.sandbox import run_sandbox
-
-    try:
-        _run(
-            run_sandbox(
-                port=args.port,
-                quota=args.quota,
-                outbox=Path(args.outbox),
-                daily_quota=args.daily_quota,
-                latency=args.latency,
-                fault_rate=args.faults,
-                seed=args.seed,
-            )
-        )
-    except KeyboardInterrupt:
-        pass
-    return 0
-
-
-def cmd_smtp_password(argv: Sequence[str], out: TextIO, err: TextIO) -> int:
-    p = argparse.ArgumentParser(
-        prog="bulkmail smtp-password",
-        description="Derive an Amazon SES SMTP password from a secret access key read from "
-        "AWS_SECRET_ACCESS_KEY or standard input (never from the command line).",
-    )
-    which = p.add_mutually_exclusive_group(required=True)
-    which.add_argument("--region", help="SES region of the SMTP endpoint (version 4)")
-    which.add_argument("--legacy", action="store_true", help="region-free version 2 password")
-    args, extra = p.parse_known_args(argv)
-    if extra:
-        # argparse would echo them ("unrecognized arguments: ..."), and one may be the secret.
-        p.error(
-            f"{len(extra)} unexpected argument(s), not shown: the secret is read from "
-            "AWS_SECRET_ACCESS_KEY or standard input, never from the command line"
-        )
-    if not args.legacy and args.region not in SES_SMTP_REGIONS:
-        print(
-            f"bulkmail: region {args.region!r} has no SES SMTP endpoint; valid regions: "
-            + ", ".join(SES_SMTP_REGIONS),
-            file=err,
-        )
-        return 2
-    secret = os.environ.get("AWS_SECRET_ACCESS_KEY", "").strip()
-    if not secret and sys.stdin is not None:
-        if sys.stdin.isatty():
-            import getpass
-
-            secret = getpass.getpass("AWS secret access key (not echoed): ", stream=err)
-        else:
-            secret = sys.stdin.readline()
-        secret = secret.strip()
-    if not secret:
-        print(
-            "bulkmail: no secret: set AWS_SECRET_ACCESS_KEY or pipe it on standard input", file=err
-        )
-        return 2
-    if args.legacy:
-        print(ses_smtp_password(secret, None, version=2), file=out)
-    else:
-        print(ses_smtp_password(secret, args.region, version=4), file=out)
-    return 0
-
-
-class _suppress_not_implemented:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
-        return exc_type is NotImplementedError
-
-
-class _Progress:
-    """A rich progress bar (sent, rate, ETA, errors) polling the engine's counters."""
-
-    def __init__(self, out: TextIO) -> None:
-        from rich.console import Console
-        from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-
-        self._bar = Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            TextColumn("{task.completed}/{task.total}"),
-            TextColumn("{task.fields[rate]:.0f}/s"),
-            TextColumn("failed {task.fields[failed]}"),
-            TimeRemainingColumn(),
-            console=Console(file=out),
-            transient=False,
-        )
-        self._task_id = self._bar.add_task("sending", total=None, rate=0.0, failed=0)
-        self._poller: asyncio.Task[None] | None = None
-        self._progress: Any = None
-
-    def start(self, progress: Any) -> None:
-        self._progress = progress
-        self._bar.start()
-        self._poller = asyncio.get_running_loop().create_task(self._poll())
-
-    def _refresh(self) -> None:
-        progress = self._progress
-        total = (progress.imported + progress.resumed) if progress.import_done else None
-        self._bar.update(
-            self._task_id,
-            completed=progress.sent + progress.failed + progress.skipped,
-            total=total,
-            rate=progress.rate,
-            failed=progress.failed,
-        )
-
-    async def _poll(self) -> None:
-        while True:
-            self._refresh()
-            await asyncio.sleep(0.25)
-
-    def stop(self) -> None:
-        if self._poller:
-            self._poller.cancel()
-            self._refresh()  # the last frame shows the final counts
-        self._bar.stop()
+def _command(name: str) -> Command:
+    module, _, function = COMMANDS[name].partition(":")
+    command: Command = getattr(importlib.import_module(module), function)
+    return command
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.WARNING, format="bulkmail: %(message)s")
-    commands: dict[str, Callable[[Sequence[str], TextIO, TextIO], int]] = {
-        "send": cmd_send,
-        "check": cmd_check,
-        "sandbox": cmd_sandbox,
-        "smtp-password": cmd_smtp_password,
-    }
-    name = argv[0] if argv and argv[0] in commands else "send"
-    rest = argv[1:] if argv and argv[0] in commands else argv
+    name = argv[0] if argv and argv[0] in COMMANDS else "send"
+    rest = argv[1:] if argv and argv[0] in COMMANDS else argv
     try:
-        return commands[name](rest, sys.stdout, sys.stderr)
+        return _command(name)(rest, sys.stdout, sys.stderr)
     except BulkmailError as exc:
         print(f"bulkmail: {exc}", file=sys.stderr)
         return 2
