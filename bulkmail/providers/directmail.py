@@ -340,11 +340,8 @@ class DirectMailProvider(_PooledHttpProvider):
         doc = json_object(data)
         if status == 200:
             env_id = doc.get("EnvId") if doc is not None else None
-            if env_id:
-                return Outcome(Verdict.SENT, message_id=str(env_id))
-            return Outcome(
-                Verdict.AMBIGUOUS, error_code="BadResponse", error="200 without an EnvId"
-            )
+            # A 200 is DirectMail taking the message; an unreadable body does not undo that.
+            return Outcome(Verdict.SENT, message_id=str(env_id) if env_id else None)
         return self._error_outcome(status, headers, data, doc)
 
     def _error_outcome(

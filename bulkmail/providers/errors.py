@@ -47,6 +47,26 @@ def scrub(text: str | None, secrets: Iterable[str | None] = ()) -> str | None:
     return text
 
 
+#: Server errors that do not prove the request was refused: a 500 may come after the message
+#: was queued, and 502/504 come from a proxy that may have handed the request on. A retry
+#: after one of these is flagged ``possible_duplicate``. A 503 (and any other 5xx) says the
+#: service did not take the request: safe to retry.
+UNPROVEN_STATUSES = frozenset({500, 502, 504})
+
+#: Outcome codes of attempts that certainly never reached the provider (nothing was written):
+#: these feed the circuit breaker, and a recipient is not charged for them while it is open.
+UNREACHABLE_CODES = frozenset({"ConnectError"})
+
+
+def server_error_verdict(status: int) -> Verdict:
+    """The verdict for a 5xx answer that no more specific code classified.
+
+    >>> server_error_verdict(503), server_error_verdict(502)
+    (<Verdict.RETRY: 'retry'>, <Verdict.AMBIGUOUS: 'ambiguous'>)
+    """
+    return Verdict.AMBIGUOUS if status in UNPROVEN_STATUSES else Verdict.RETRY
+
+
 def transport_outcome(exc: BaseException) -> Outcome:
     """Classify an exception raised while one request was under way.
 
@@ -66,4 +86,10 @@ def transport_outcome(exc: BaseException) -> Outcome:
     raise exc
 
 
-__all__ = ["scrub", "transport_outcome"]
+__all__ = [
+    "UNPROVEN_STATUSES",
+    "UNREACHABLE_CODES",
+    "scrub",
+    "server_error_verdict",
+    "transport_outcome",
+]

@@ -21,7 +21,7 @@ from bulkmail.mail.message import Message
 from bulkmail.mail.mime import to_mime
 from bulkmail.providers._httpbase import _PooledHttpProvider
 from bulkmail.providers.base import Outcome, Quota, Verdict
-from bulkmail.providers.errors import scrub, transport_outcome
+from bulkmail.providers.errors import scrub, server_error_verdict, transport_outcome
 from bulkmail.signing import AwsCredentials, SigV4Signer
 
 _V2_SEND_PATH = "/v2/email/outbound-emails"
@@ -97,7 +97,9 @@ def classify_ses_error(status: int, code: str | None, message: str | None, sende
         if address in text or f": {domain}" in text or f" {domain}," in text:
             return Verdict.FATAL
         return Verdict.REJECTED
-    if code in _RETRY_CODES or status >= 500:
+    if status >= 500:
+        return server_error_verdict(status)
+    if code in _RETRY_CODES:
         return Verdict.RETRY
     if status in (401, 403):
         return Verdict.FATAL
@@ -268,11 +270,9 @@ class SesProvider(_PooledHttpProvider):
             return transport_outcome(exc)
         if status == 200:
             message_id = self._message_id(data)
-            if message_id:
-                return Outcome(Verdict.SENT, message_id=message_id)
-            return Outcome(
-                Verdict.AMBIGUOUS, error_code="BadResponse", error="200 without a MessageId"
-            )
+            # A 200 is SES saying it took the message; an answer we cannot read does not undo
+            # that (a retry would send it twice): sent, without an id.
+            return Outcome(Verdict.SENT, message_id=message_id or None)
         return self._error_outcome(status, headers, data, message.sender)
 
     def _message_id(self, data: bytes) -> str | None:
