@@ -6,6 +6,7 @@ The tree is drawn, with what each failure means for a retry, in
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
@@ -16,6 +17,16 @@ class HttpError(Exception):
 
 class ConnectFailed(HttpError, ConnectionError):
     """No connection could carry the request; nothing was written, so it is safe to retry."""
+
+
+class CertificateInvalid(ConnectFailed):
+    """The server's TLS certificate or host name did not verify: nothing was written, and no
+    retry can succeed until the client trusts its CA."""
+
+    def __init__(self, host: str, error: ssl.SSLCertVerificationError) -> None:
+        super().__init__(f"cannot verify the TLS certificate of {host}: {error}")
+        self.host = host
+        self.error = error
 
 
 class ResponseLost(HttpError, ConnectionError):
@@ -68,4 +79,12 @@ class Response:
     body: bytes
 
 
-__all__ = ["ConnectFailed", "Headers", "HttpError", "Response", "ResponseLost", "Timeout"]
+__all__ = [
+    "CertificateInvalid",
+    "ConnectFailed",
+    "Headers",
+    "HttpError",
+    "Response",
+    "ResponseLost",
+    "Timeout",
+]

@@ -9,8 +9,10 @@ The exception tree, and what each failure maps to::
 
     HttpError
     ├── ConnectFailed(ConnectionError)   nothing was written: safe to retry
-    │     refused, DNS, TLS handshake/verification, connect timed out, or a fresh
-    │     connection found closed before the request was written
+    │   │ refused, DNS, TLS handshake, connect timed out, or a fresh
+    │   │ connection found closed before the request was written
+    │   └── CertificateInvalid           the certificate or host name did not verify:
+    │         nothing was written, and no retry can succeed (a campaign-wide stop)
     ├── ResponseLost(ConnectionError)    the request was (maybe partly) written and no complete
     │     answer came: reset, EOF, malformed or unsupported answer (incl. 101). ``reused``
     │     says whether it went out on a kept-alive connection
@@ -38,6 +40,7 @@ from urllib.parse import urlsplit
 
 from bulkmail.providers._http_conn import _Conn
 from bulkmail.providers._http_types import (
+    CertificateInvalid,
     ConnectFailed,
     Headers,
     HttpError,
@@ -229,6 +232,8 @@ class HttpPool:
                     )
         except BaseException as exc:
             self._drop_slot()
+            if isinstance(exc, ssl.SSLCertVerificationError):
+                raise CertificateInvalid(self.host_header, exc) from exc
             if isinstance(exc, TimeoutError):
                 raise ConnectFailed(f"connect to {self.host_header} timed out") from exc
             if isinstance(exc, OSError):  # refused, DNS, TLS (ssl.SSLError is an OSError)
@@ -290,6 +295,7 @@ class HttpPool:
 
 
 __all__ = [
+    "CertificateInvalid",
     "ConnectFailed",
     "Headers",
     "HttpError",

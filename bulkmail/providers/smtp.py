@@ -46,7 +46,7 @@ from bulkmail.providers._smtp_replies import (
     ses_smtp_credentials,
 )
 from bulkmail.providers.base import Outcome, Quota, Verdict
-from bulkmail.providers.errors import scrub
+from bulkmail.providers.errors import certificate_outcome, scrub
 
 
 def _ssl_error(exc: BaseException) -> ssl.SSLError | None:
@@ -272,6 +272,8 @@ class SmtpProvider:
     def _connect_outcome(self, exc: Exception, stage: Stage) -> Outcome:
         where = f"{self.host}:{self.port}"
         tls_error = _ssl_error(exc)
+        if isinstance(tls_error, ssl.SSLCertVerificationError):
+            return certificate_outcome(where, tls_error)
         if tls_error is not None:
             return Outcome(
                 Verdict.FATAL,
