@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
 from bulkmail.books.journal import Journal, PendingRow, Recovery, RowOutcome
+from bulkmail.delivery.breaker import CircuitBreaker
 from bulkmail.delivery.sender import Delivery, RetryPolicy, Sender, Status
 from bulkmail.errors import CampaignStopped, FatalProviderError, QuotaExhausted
 from bulkmail.input.campaign import Campaign
@@ -58,6 +59,7 @@ class Progress:
     #: Rows found pending in the journal and resumed by this run.
     resumed: int = 0
     already_done: int = 0
+    breaker: CircuitBreaker | None = None  # its paused_until/state show an outage pause
 
     @property
     def rate(self) -> float:
@@ -158,6 +160,7 @@ class CampaignRun:
             retry=RetryPolicy(max_attempts=campaign.max_attempts),
             at_most_once=at_most_once,
             max_concurrency=campaign.concurrency or 512,
+            outage_wait=campaign.outage_wait,
         )
         self.on_change = on_change
         self.at_most_once = at_most_once
@@ -166,7 +169,7 @@ class CampaignRun:
         self.chunk = chunk
         self.flush_interval = flush_interval
         self.daily_limit = daily_limit if daily_limit is not None else campaign.daily_limit
-        self.progress = Progress()
+        self.progress = Progress(breaker=self.sender.breaker)
         self.composer = Composer.for_campaign(campaign)
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="bulkmail-journal")
         self._journal: Journal | None = None
