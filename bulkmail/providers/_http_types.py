@@ -37,6 +37,10 @@ class ResponseLost(HttpError, ConnectionError):
         self.reused = reused
 
 
+class ResponseTooLarge(ResponseLost):
+    """The answer's headers or body passed the pool's cap; the connection was dropped."""
+
+
 class Timeout(HttpError, TimeoutError):
     """No complete answer before the deadline; the connection was closed."""
 
@@ -72,6 +76,25 @@ class Headers(Mapping[str, str]):
         return f"Headers({self._items!r})"
 
 
+@dataclass(slots=True, frozen=True, kw_only=True)
+class PoolOptions:
+    """How :class:`~bulkmail.providers.http.HttpPool` keeps its connections.
+
+    >>> PoolOptions(idle_timeout=2.0).max_lifetime
+    60.0
+
+    ``idle_timeout`` stays below common servers' keep-alive timeouts (many close after 5 s;
+    AWS endpoints have been seen closing after ~20 s), so an idle connection is dropped by
+    us before the server's close can race a request. ``max_lifetime`` retires a connection
+    however busy it is, so a DNS change (a moved endpoint, a drained node) is seen.
+    """
+
+    idle_timeout: float = 4.0
+    max_lifetime: float = 60.0
+    max_header_bytes: int = 64 * 1024
+    max_body_bytes: int = 8 * 1024 * 1024
+
+
 @dataclass(slots=True, frozen=True)
 class Response:
     status: int
@@ -80,6 +103,8 @@ class Response:
 
 
 __all__ = [
+    "PoolOptions",
+    "ResponseTooLarge",
     "CertificateInvalid",
     "ConnectFailed",
     "Headers",

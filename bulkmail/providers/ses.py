@@ -22,6 +22,7 @@ from bulkmail.mail.mime import to_mime
 from bulkmail.providers._httpbase import _PooledHttpProvider
 from bulkmail.providers.base import Outcome, Quota, Verdict
 from bulkmail.providers.errors import scrub, server_error_verdict, transport_outcome
+from bulkmail.providers.http import PoolOptions
 from bulkmail.signing import AwsCredentials, SigV4Signer
 
 _V2_SEND_PATH = "/v2/email/outbound-emails"
@@ -218,6 +219,7 @@ class SesProvider(_PooledHttpProvider):
         api: Literal["v2", "v1"] = "v2",
         max_connections: int = 256,
         timeout: float = 30.0,
+        pool_options: PoolOptions | None = None,
         clock: Callable[[], float] = time.time,
         v2_extra: Mapping[str, Any] | None = None,
         v1_extra: Mapping[str, str] | None = None,
@@ -230,6 +232,7 @@ class SesProvider(_PooledHttpProvider):
             endpoint or f"https://email.{region}.amazonaws.com",
             max_connections=max_connections,
             timeout=timeout,
+            pool_options=pool_options,
         )
         self.api = api
         self._clock = clock
