@@ -55,10 +55,7 @@ def test_unknown_names_are_an_attribute_error() -> None:
 
 def test_import_bulkmail_loads_no_heavy_dependency() -> None:
     heavy = ["jinja2", "yaml", "aiosmtplib", "rich", "email_validator"]
-    code = (
-        "import sys, bulkmail; "
-        f"print(','.join(m for m in {heavy!r} if m in sys.modules))"
-    )
+    code = f"import sys, bulkmail; print(','.join(m for m in {heavy!r} if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "", f"import bulkmail loaded {out.stdout.strip()}"
 
