@@ -13,6 +13,8 @@ exceptions. An exception means the whole campaign cannot start or cannot go on::
         ├── FatalProviderError           bad key or signature, sender not verified, account
         │                                paused: nothing more will succeed
         ├── QuotaExhausted               daily quota used up: resumable later
+        ├── InternalError                a bug (ours, or in an injected provider) stopped
+        │                                the run; rows in flight count as possibly sent
         └── ProviderUnavailable          the provider could not be reached for
                                          ``outage_wait``: rows stay pending, resumable
 
@@ -82,6 +84,13 @@ class QuotaExhausted(CampaignStopped):
     """The daily sending quota is used up; the campaign can be resumed later."""
 
 
+class InternalError(CampaignStopped):
+    """An unexpected exception below the engine stopped the run (a bug, not the provider).
+
+    The recipient being sent stays in flight, so the next run treats it as possibly sent.
+    """
+
+
 class ProviderUnavailable(CampaignStopped):
     """The provider could not be reached through a whole ``outage_wait`` (refused, DNS,
     connect timeouts): nothing was charged to any recipient; run again to resume."""
@@ -93,6 +102,7 @@ __all__ = [
     "ConfigError",
     "CredentialsError",
     "FatalProviderError",
+    "InternalError",
     "JournalError",
     "ProviderUnavailable",
     "QuotaExhausted",

@@ -165,11 +165,13 @@ def cmd_send(argv: Sequence[str], out: TextIO, err: TextIO) -> int:
         )
     if summary.stopped:
         print(f"stopped: {summary.stopped}", file=err)
-        if summary.stop_kind in ("quota", "interrupted") or c.get("pending", 0):
+        if summary.stop_kind in ("quota", "interrupted", "paused", "unavailable") or c.get(
+            "pending", 0
+        ):
             print("resume later with:\n  " + _resume_command(argv), file=err)
     if args.json:
         out.write(orjson.dumps(summary.as_dict()).decode() + "\n")
-    if summary.stop_kind == "fatal" and not summary.sent_this_run:
+    if summary.stop_kind in ("fatal", "unavailable") and not summary.sent_this_run:
         return 2  # a campaign-wide problem (bad key, untrusted certificate) before any send
     return summary.exit_code
 
@@ -202,18 +204,9 @@ def cmd_check(argv: Sequence[str], out: TextIO, err: TextIO) -> int:
 
 
 def _pause_text(progress: Any) -> str:
-    """``paused: provider unreachable, next try in 8s`` while the breaker is open."""
-    breaker = getattr(progress, "breaker", None)
-    if breaker is None or breaker.state == "closed":
-        return ""
-    until = breaker.paused_until
-    if until is None:
-        return "[yellow]paused: provider unreachable, probing"
-    import time
-
-    return (
-        f"[yellow]paused: provider unreachable, next try in {max(0, until - time.monotonic()):.0f}s"
-    )
+    """``paused: provider unreachable; next try in 8s`` while an outage is waited out."""
+    paused = getattr(progress, "paused", None)
+    return f"[yellow]paused: {paused}" if paused else ""
 
 
 class _Progress:
@@ -265,3 +258,6 @@ class _Progress:
             self._poller.cancel()
             self._refresh()  # the last frame shows the final counts
         self._bar.stop()
+
+
+__all__ = ["cmd_check", "cmd_send"]

@@ -73,6 +73,7 @@ class CircuitBreaker:
         "_task",
         "outages",
         "probes",
+        "on_pause",
     )
 
     def __init__(
@@ -107,6 +108,8 @@ class CircuitBreaker:
         #: How many times the breaker opened, and how many probes went.
         self.outages = 0
         self.probes = 0
+        #: Told a short text while paused (for a progress line), and ``None`` when it ends.
+        self.on_pause: Callable[[str | None], None] | None = None
 
     @property
     def state(self) -> BreakerState:
@@ -159,6 +162,8 @@ class CircuitBreaker:
 
     def stop(self) -> None:
         """Release every waiter with ``STOP`` (the sender drains or stopped)."""
+        if self._state is not BreakerState.CLOSED:
+            self._report(None)
         self._state = BreakerState.STOPPED
         self._paused_until = None
         self._release_all(Ticket.STOP)
@@ -178,6 +183,7 @@ class CircuitBreaker:
     def _close(self) -> None:
         self._state = BreakerState.CLOSED
         self._paused_until = None
+        self._report(None)
         self._probe_free = False
         self._settle_probe(True)
         self._release_all(Ticket.GO)
@@ -212,11 +218,13 @@ class CircuitBreaker:
         while True:
             delay = max(0.0, min(interval, deadline - self._clock()))
             self._paused_until = self._clock() + delay
+            self._report(f"provider unreachable; next try in {delay:.0f}s")
             await self._sleep(delay)
             if self._state is not BreakerState.OPEN:
                 return
             self._state = BreakerState.PROBING
             self._paused_until = None
+            self._report("provider unreachable; trying one request")
             self.probes += 1
             done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
             self._probe_done = done
@@ -231,6 +239,10 @@ class CircuitBreaker:
                 return
             self._state = BreakerState.OPEN
             interval = min(interval * 2, self.max_probe_interval)
+
+    def _report(self, text: str | None) -> None:
+        if self.on_pause is not None:
+            self.on_pause(text)
 
     def _give_up(self) -> None:
         self._task = None

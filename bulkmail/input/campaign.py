@@ -35,7 +35,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from bulkmail.errors import ConfigError
-from bulkmail.input._providerconfig import ProviderChecker, ProviderConfig, endpoint_url
+from bulkmail.input._providerconfig import ProviderChecker, endpoint_url
 from bulkmail.input._yamlconfig import (
     Bad,
     address,
@@ -50,6 +50,8 @@ from bulkmail.input._yamlconfig import (
     scalar_text,
     string,
 )
+from bulkmail.mail.headers import HEADER_NAME, RESERVED_HEADERS
+from bulkmail.providers.config import Identity, ProviderConfig, ProviderSetup
 
 MAX_BODY_BYTES = 10 * 1024 * 1024  #: text/html files (and the campaign file) above this are refused
 MAX_ATTACHMENT_BYTES = 40 * 1024 * 1024  #: SES's ceiling for a whole message; no provider is higher
@@ -61,15 +63,6 @@ _TOP_KEYS = (
     "configuration_set", "tags", "headers", "unsubscribe", "template", "attachments",
     "attachment_column", "source_arn", "from_arn", "return_path_arn", "return_path", "directmail",
 )  # fmt: skip
-#: Headers bulkmail writes itself; each maps to the campaign key that sets it.
-_RESERVED_HEADERS = {
-    "from": "from", "to": "recipients", "cc": "recipients", "bcc": "recipients",
-    "subject": "subject", "reply-to": "reply_to", "return-path": "return_path",
-    "list-unsubscribe": "unsubscribe", "list-unsubscribe-post": "unsubscribe",
-    "date": None, "message-id": None, "mime-version": None, "content-type": None,
-    "content-transfer-encoding": None, "sender": None,
-}  # fmt: skip
-_HEADER_NAME = re.compile(r"[!-9;-~]{1,76}")  # printable ASCII except ':' (RFC 5322 ftext)
 _SES_NAME = pattern(r"[A-Za-z0-9_-]{1,64}", "must be 1-64 of A-Z a-z 0-9 _ -")  # sets, templates
 _TAG_NAME = pattern(r"[A-Za-z0-9_-]{1,256}", "tag names must be 1-256 of A-Z a-z 0-9 _ -")
 _TAG_VALUE = pattern(r"[A-Za-z0-9_-]{1,256}", "must be 1-256 of A-Z a-z 0-9 _ -")
@@ -142,6 +135,29 @@ class Campaign:
     return_path_arn: str | None
     return_path: str | None
     directmail: Mapping[str, Any]
+
+    @property
+    def mode(self) -> str:
+        """``single`` (one call per recipient) or ``batch`` (DirectMail console lists)."""
+        return str(self.directmail.get("mode", "single"))
+
+    def provider_setup(
+        self, *, endpoint: str | None = None, environ: Mapping[str, str] | None = None
+    ) -> ProviderSetup:
+        """What the provider registry builds this campaign's provider from."""
+        return ProviderSetup(
+            config=self.provider,
+            identity=Identity(
+                source_arn=self.source_arn,
+                from_arn=self.from_arn,
+                return_path=self.return_path,
+                return_path_arn=self.return_path_arn,
+            ),
+            options=self.directmail,
+            max_connections=self.concurrency or 512,
+            endpoint=endpoint,
+            environ=environ,
+        )
 
     @classmethod
     def from_file(cls, path: Path | str, *, overrides: Mapping[str, Any] | None = None) -> Campaign:
@@ -379,10 +395,10 @@ class _CampaignChecker(ProviderChecker):
         out: dict[str, str] = {}
         for name, value in self.pairs(raw, "headers"):
             key = f"headers.{name}"
-            if not _HEADER_NAME.fullmatch(name):
+            if len(name) > 76 or not HEADER_NAME.fullmatch(name):
                 self.bad(key, "is not a valid header name (printable ASCII, no ':' or spaces)")
-            elif name.lower() in _RESERVED_HEADERS:
-                instead = _RESERVED_HEADERS[name.lower()]
+            elif name.lower() in RESERVED_HEADERS:
+                instead = RESERVED_HEADERS[name.lower()]
                 self.bad(
                     key,
                     f"is set by bulkmail; use the {instead!r} key instead"

@@ -19,8 +19,10 @@ import orjson
 
 from bulkmail.mail.message import Message
 from bulkmail.mail.mime import to_mime
+from bulkmail.providers._headers import FORM_CONTENT_TYPE, retry_after
 from bulkmail.providers._httpbase import _PooledHttpProvider
 from bulkmail.providers.base import Outcome, Quota, Verdict
+from bulkmail.providers.config import ProviderSetup
 from bulkmail.providers.errors import scrub, server_error_verdict, transport_outcome
 from bulkmail.providers.http import PoolOptions
 from bulkmail.signing import AwsCredentials, SigV4Signer
@@ -28,7 +30,6 @@ from bulkmail.signing import AwsCredentials, SigV4Signer
 _V2_SEND_PATH = "/v2/email/outbound-emails"
 _V2_ACCOUNT_PATH = "/v2/email/account"
 _JSON = "application/json"
-_FORM = "application/x-www-form-urlencoded; charset=utf-8"
 
 _THROTTLE_CODES = frozenset(
     {"Throttling", "ThrottlingException", "TooManyRequestsException", "MaxSendingRateExceeded"}
@@ -266,7 +267,7 @@ class SesProvider(_PooledHttpProvider):
                 except ValueError as exc:  # e.g. an address MIME cannot carry
                     return Outcome(Verdict.REJECTED, error_code="BadMessage", error=str(exc))
             body = urlencode(_v1_params(message, self._v1_extra)).encode("ascii")
-            path, content_type = "/", _FORM
+            path, content_type = "/", FORM_CONTENT_TYPE
         try:
             status, headers, data = await self._request("POST", path, body, content_type)
         except Exception as exc:  # noqa: BLE001 - mapped at the one boundary
@@ -292,17 +293,11 @@ class SesProvider(_PooledHttpProvider):
     ) -> Outcome:
         code, text = self._parse_error(headers, data)
         verdict = classify_ses_error(status, code, text, sender)
-        retry_after: float | None = None
-        if "Retry-After" in headers:
-            try:
-                retry_after = float(headers["Retry-After"])
-            except ValueError:
-                retry_after = None
         return Outcome(
             verdict,
             error_code=code or f"HTTP{status}",
             error=scrub(text, self._secrets) or f"HTTP {status}",
-            retry_after=retry_after,
+            retry_after=retry_after(headers),
         )
 
     def _parse_error(
@@ -343,7 +338,7 @@ class SesProvider(_PooledHttpProvider):
                 status, headers, data = await self._request("GET", _V2_ACCOUNT_PATH, b"", None)
             else:
                 body = urlencode({"Action": "GetSendQuota", "Version": "2010-12-01"}).encode()
-                status, headers, data = await self._request("POST", "/", body, _FORM)
+                status, headers, data = await self._request("POST", "/", body, FORM_CONTENT_TYPE)
         except Exception as exc:  # noqa: BLE001 - mapped at the one boundary
             outcome = transport_outcome(exc)
             raise ConnectionError(f"cannot read the SES quota: {outcome.error}") from None
@@ -365,3 +360,36 @@ class SesProvider(_PooledHttpProvider):
             max_24h=float(_xml_text(root, "Max24HourSend") or -1.0),
             sent_last_24h=float(_xml_text(root, "SentLast24Hours") or 0.0),
         )
+
+
+def from_config(setup: ProviderSetup, *, credentials: AwsCredentials | None = None) -> SesProvider:
+    """Build the SES provider from its config block (see :mod:`bulkmail.providers.registry`).
+
+    Credentials come from the standard places unless given (the sandbox's test keys).
+    """
+    from bulkmail.credentials import aws_from_env
+
+    config, identity = setup.config, setup.identity
+    v2_extra = {
+        "FromEmailAddressIdentityArn": identity.from_arn or identity.source_arn,
+        "FeedbackForwardingEmailAddress": identity.return_path,
+        "FeedbackForwardingEmailAddressIdentityArn": identity.return_path_arn,
+    }
+    v1_extra = {
+        "SourceArn": identity.source_arn,
+        "FromArn": identity.from_arn,
+        "ReturnPathArn": identity.return_path_arn,
+        "ReturnPath": identity.return_path,
+    }
+    return SesProvider(
+        credentials=credentials or aws_from_env(setup.environ),
+        region=config.region or "us-east-1",
+        endpoint=setup.url,
+        api="v1" if config.api == "v1" else "v2",
+        max_connections=setup.max_connections,
+        v2_extra={k: v for k, v in v2_extra.items() if v},
+        v1_extra={k: v for k, v in v1_extra.items() if v},
+    )
+
+
+__all__ = ["SesProvider", "classify_ses_error", "from_config"]
