@@ -17,6 +17,7 @@ from xml.etree import ElementTree
 
 import orjson
 
+from bulkmail.credentials._source import AwsCredentialSource
 from bulkmail.mail.message import Message
 from bulkmail.mail.mime import to_mime
 from bulkmail.providers._headers import FORM_CONTENT_TYPE, retry_after
@@ -214,7 +215,7 @@ class SesProvider(_PooledHttpProvider):
     def __init__(
         self,
         *,
-        credentials: AwsCredentials,
+        credentials: AwsCredentials | AwsCredentialSource,
         region: str = "us-east-1",
         endpoint: str | None = None,
         api: Literal["v2", "v1"] = "v2",
@@ -227,8 +228,13 @@ class SesProvider(_PooledHttpProvider):
     ) -> None:
         if api not in ("v2", "v1"):
             raise ValueError("api must be 'v2' or 'v1'")
-        self._credentials = credentials
-        self._signer = SigV4Signer(credentials, region=region, service="ses")
+        # A source (temporary credentials, refreshed in the background) is read once per
+        # request with its cheap current(); plain keys are a source that never changes.
+        if isinstance(credentials, AwsCredentialSource):
+            self._source = credentials
+        else:
+            self._source = AwsCredentialSource.static(credentials)
+        self._signer = SigV4Signer(self._source.current(), region=region, service="ses")
         self._init_endpoint(
             endpoint or f"https://email.{region}.amazonaws.com",
             max_connections=max_connections,
@@ -239,7 +245,10 @@ class SesProvider(_PooledHttpProvider):
         self._clock = clock
         self._v2_extra = dict(v2_extra or {})
         self._v1_extra = dict(v1_extra or {})
-        self._secrets = (credentials.secret_access_key, credentials.session_token)
+
+    def _secrets(self) -> tuple[str, str | None]:
+        creds = self._source.current()
+        return creds.secret_access_key, creds.session_token
 
     async def _request(
         self, method: str, path: str, body: bytes, content_type: str | None
@@ -249,7 +258,14 @@ class SesProvider(_PooledHttpProvider):
             raise RuntimeError("use 'async with SesProvider(...)' before sending")
         headers = {"Content-Type": content_type} if content_type else {}
         signed = self._signer.sign(
-            method, pool.host_header, self._base_path + path, "", headers, body, self._clock()
+            method,
+            pool.host_header,
+            self._base_path + path,
+            "",
+            headers,
+            body,
+            self._clock(),
+            self._source.current(),
         )
         response = await pool.request(method, path, [*headers.items(), *signed.items()], body)
         return response.status, response.headers, response.body
@@ -296,7 +312,7 @@ class SesProvider(_PooledHttpProvider):
         return Outcome(
             verdict,
             error_code=code or f"HTTP{status}",
-            error=scrub(text, self._secrets) or f"HTTP {status}",
+            error=scrub(text, self._secrets()) or f"HTTP {status}",
             retry_after=retry_after(headers),
         )
 
@@ -365,9 +381,10 @@ class SesProvider(_PooledHttpProvider):
 def from_config(setup: ProviderSetup, *, credentials: AwsCredentials | None = None) -> SesProvider:
     """Build the SES provider from its config block (see :mod:`bulkmail.providers.registry`).
 
-    Credentials come from the standard places unless given (the sandbox's test keys).
+    Credentials come from the standard places unless given (the sandbox's test keys),
+    resolved once here and refreshed in the background (:mod:`bulkmail.credentials`).
     """
-    from bulkmail.credentials import aws_from_env
+    from bulkmail.credentials import aws_credential_source
 
     config, identity = setup.config, setup.identity
     v2_extra = {
@@ -382,7 +399,7 @@ def from_config(setup: ProviderSetup, *, credentials: AwsCredentials | None = No
         "ReturnPath": identity.return_path,
     }
     return SesProvider(
-        credentials=credentials or aws_from_env(setup.environ),
+        credentials=credentials or aws_credential_source(setup.environ),
         region=config.region or "us-east-1",
         endpoint=setup.url,
         api="v1" if config.api == "v1" else "v2",

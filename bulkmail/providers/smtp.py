@@ -402,7 +402,7 @@ def from_config(setup: ProviderSetup, *, credentials: object = None) -> SmtpProv
     """
     import os
 
-    from bulkmail.credentials import aws_from_env
+    from bulkmail.credentials import aws_credential_source
     from bulkmail.errors import ConfigError, CredentialsError
 
     config = setup.config
@@ -424,13 +424,13 @@ def from_config(setup: ProviderSetup, *, credentials: object = None) -> SmtpProv
         )
     elif config.host.lower().startswith("email-smtp."):
         # SES SMTP with only an access key pair: derive the SMTP password ourselves.
-        creds = aws_from_env(setup.environ)
+        creds = aws_credential_source(setup.environ).current()
         if creds.session_token:
             # The SMTP password carries no session token, so SES refuses one derived from
             # temporary (STS, SSO, instance role) keys; it needs an IAM user's own key.
             raise CredentialsError(
                 "SES SMTP needs an IAM user's long-term access key, not temporary credentials "
-                "(AWS_SESSION_TOKEN is set); or set provider.username and "
+                "(these came with a session token); or set provider.username and "
                 "provider.password_env from 'bulkmail smtp-password'"
             )
         region = config.region or config.host.split(".")[1].lower()
