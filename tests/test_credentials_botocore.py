@@ -38,6 +38,7 @@ class Server:
         class Handler(BaseHTTPRequestHandler):
             def _answer(self) -> None:
                 outer.calls.append((self.command, self.path, dict(self.headers)))
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 status, body = route(self.command, self.path, self.headers)
                 data = body.encode()
                 self.send_response(status)
@@ -45,7 +46,7 @@ class Server:
                 self.end_headers()
                 self.wfile.write(data)
 
-            do_GET = do_PUT = _answer
+            do_GET = do_PUT = do_POST = _answer
 
             def log_message(self, *args: Any) -> None:
                 return None
@@ -184,3 +185,56 @@ async def test_expiring_container_credentials_are_refreshed_in_the_background(
             await asyncio.sleep(0.01)
     assert source.current().access_key_id != first.access_key_id
     assert len(server.calls) > fetched and source.refreshes == 1
+
+
+@pytest.fixture(scope="module")
+def moto_sts() -> Iterator[str]:
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+def _assume_role_profile(home: Path, monkeypatch: pytest.MonkeyPatch, sts: str) -> None:
+    (home / "credentials").write_text(
+        "[base]\naws_access_key_id = AKIABASE0000EXAMPLE\naws_secret_access_key = base-secret\n"
+    )
+    (home / "config").write_text(
+        "[profile mailer]\n"
+        "role_arn = arn:aws:iam::123456789012:role/bulkmail-sender\n"
+        "source_profile = base\n"
+        "region = us-east-1\n"
+    )
+    monkeypatch.setenv("AWS_PROFILE", "mailer")
+    monkeypatch.setenv("AWS_ENDPOINT_URL_STS", sts)
+
+
+def test_assume_role_from_a_source_profile_against_moto_sts(
+    clean_aws: Path, monkeypatch: pytest.MonkeyPatch, moto_sts: str
+) -> None:
+    _assume_role_profile(clean_aws, monkeypatch, moto_sts)
+    source = aws_credential_source()
+    creds = source.current()
+    assert source.method == "assume-role"
+    assert creds.session_token and creds.access_key_id != "AKIABASE0000EXAMPLE"
+    assert source.expires_at is not None
+
+
+def test_a_refused_role_is_a_credentials_error_at_start_up(
+    clean_aws: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def route(method: str, path: str, headers: Any) -> tuple[int, str]:
+        return 403, (
+            "<ErrorResponse><Error><Type>Sender</Type><Code>AccessDenied</Code>"
+            "<Message>not authorized to perform: sts:AssumeRole</Message></Error>"
+            "<RequestId>r</RequestId></ErrorResponse>"
+        )
+
+    with Server(route) as server:
+        _assume_role_profile(clean_aws, monkeypatch, server.url)
+        with pytest.raises(CredentialsError, match="AccessDenied") as info:
+            aws_credential_source()
+    assert "base-secret" not in str(info.value)

@@ -46,9 +46,15 @@ def botocore_source(**kwargs: Any) -> AwsCredentialSource:
     import botocore.exceptions
     import botocore.session
 
+    # ClientError: STS, SSO or another service refused (for example an AssumeRole denied).
+    errors = (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError)
     try:
         found = botocore.session.Session().get_credentials()
-    except botocore.exceptions.BotoCoreError as exc:
+        if found is not None:
+            # Deferred sources (assume-role, SSO, process) fetch on first use: do it now, so a
+            # denied role is a start-up error and not the first recipient's.
+            found.get_frozen_credentials()
+    except errors as exc:
         raise CredentialsError(f"AWS credentials: {exc}") from None
     if found is None:
         raise CredentialsError(
@@ -61,7 +67,7 @@ def botocore_source(**kwargs: Any) -> AwsCredentialSource:
             # Refreshable credentials refresh themselves here when close to expiry (this
             # runs in a worker thread, never on the send path).
             frozen = found.get_frozen_credentials()
-        except botocore.exceptions.BotoCoreError as exc:
+        except errors as exc:
             raise CredentialsError(f"AWS credentials ({found.method}): {exc}") from None
         expiry = getattr(found, "_expiry_time", None)  # RefreshableCredentials only
         creds = AwsCredentials(frozen.access_key, frozen.secret_key, frozen.token or None)
