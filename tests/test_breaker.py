@@ -13,6 +13,7 @@ from bulkmail.delivery.sender import RetryPolicy, Sender, Status
 from bulkmail.errors import ProviderUnavailable
 from bulkmail.mail.message import Message
 from bulkmail.providers.base import Outcome, Quota, Verdict
+from tests.conftest import CampaignFactory
 
 REFUSED = Outcome(Verdict.RETRY, error_code="ConnectError", error="cannot connect: refused")
 
@@ -98,6 +99,8 @@ async def test_an_outage_pauses_then_everyone_is_sent_once_and_charged_one_attem
     provider = Outage(time, down_for=30.0)
     sender = _sender(provider, time, outage_wait=600)
     provider.breaker = sender.breaker
+    shown: list[str | None] = []  # what the progress line is told
+    sender.breaker.on_pause = shown.append
     results = await asyncio.gather(*(sender.send(m) for m in _messages(40)))
     assert [d.status for d in results] == [Status.SENT] * 40
     assert [d.attempts for d in results] == [1] * 40  # max_attempts 1: nobody failed either
@@ -107,6 +110,7 @@ async def test_an_outage_pauses_then_everyone_is_sent_once_and_charged_one_attem
     probe_sleeps = [s for s in time.sleeps if s >= 1.0]
     assert probe_sleeps[:4] == [1.0, 2.0, 4.0, 8.0]
     assert provider.calls_while_paused == sender.breaker.probes == len(probe_sleeps)
+    assert shown[0] == "provider unreachable; next try in 1s" and shown[-1] is None
 
 
 async def test_an_outage_longer_than_outage_wait_stops_with_rows_pending() -> None:
@@ -172,3 +176,17 @@ def test_bad_settings_are_refused() -> None:
         CircuitBreaker(threshold=0)
     with pytest.raises(ValueError):
         CircuitBreaker(outage_wait=-1)
+
+
+def test_outage_wait_from_the_campaign_and_the_flag(make_campaign: CampaignFactory) -> None:
+    from bulkmail.errors import ConfigError
+    from bulkmail.input.campaign import Campaign
+
+    assert Campaign.from_file(make_campaign()).outage_wait == 600.0
+    assert Campaign.from_file(make_campaign(extra="outage_wait: 90s\n")).outage_wait == 90.0
+    path = make_campaign(extra="outage_wait: 2m\n")
+    assert Campaign.from_file(path, overrides={"outage_wait": "0"}).outage_wait == 0.0
+    with pytest.raises(ConfigError, match="--outage-wait.*duration"):
+        Campaign.from_file(path, overrides={"outage_wait": "soon"})
+    with pytest.raises(ConfigError, match="outage_wait"):
+        Campaign.from_file(make_campaign(extra="outage_wait: [1]\n"))
