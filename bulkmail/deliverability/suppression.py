@@ -1,0 +1,65 @@
+"""The local suppression file: one address a line, appended atomically, never duplicated.
+
+The same file a campaign's ``suppress:`` reads (:func:`bulkmail.input.recipients.read_suppressed`).
+Writers (``bulkmail events``, ``bulkmail suppress sync``) take an ``flock`` on the file, read
+what is there, and append only the new addresses in one ``write`` followed by ``fsync``: a
+reader never sees half a line, and two writers never add the same address twice. Addresses
+are compared like the suppression check of a campaign: ignoring case.
+
+>>> SuppressionFile(Path("suppressed.txt")).add(["Ana@Example.com", "ana@example.com"])  # doctest: +SKIP
+['Ana@Example.com']
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+from bulkmail.input.recipients import address_key, check_address, read_suppressed
+
+
+class SuppressionFile:
+    """Append-only access to one suppression file (created on first use)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+
+    def read(self) -> set[str]:
+        """Every suppressed address, lower-cased (an absent file is empty)."""
+        if not self.path.exists():
+            return set()
+        return {key.lower() for key in read_suppressed(self.path)}
+
+    def add(self, addresses: Iterable[str]) -> list[str]:
+        """Append the addresses not yet in the file; returns those written, in order.
+
+        Invalid addresses are ignored (the reader would ignore them too).
+        """
+        wanted: dict[str, str] = {}
+        for email in addresses:
+            email = email.strip()
+            if email and "\n" not in email and check_address(email) is None:
+                wanted.setdefault(address_key(email).lower(), email)
+        if not wanted:
+            return []
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            have = self.read()
+            new = [email for key, email in wanted.items() if key not in have]
+            if new:
+                size = os.fstat(fd).st_size
+                lead = b""
+                if size and os.pread(fd, 1, size - 1) != b"\n":
+                    lead = b"\n"  # a hand-edited last line without its newline
+                os.write(fd, lead + "".join(f"{e}\n" for e in new).encode("utf-8"))
+                os.fsync(fd)
+            return new
+        finally:
+            os.close(fd)  # releases the lock
+
+
+__all__ = ["SuppressionFile"]
