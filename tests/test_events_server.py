@@ -1,0 +1,147 @@
+"""The SNS endpoint against real peers: a signing SNS look-alike and an HTTPS cert host."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from bulkmail.deliverability.config import EventsConfig
+from bulkmail.errors import ConfigError
+from bulkmail.servers.events import EventsServer, https_fetcher
+from tests._sns import OTHER_TOPIC, TOPIC, CertHost, Signer, bounce, complaint, self_signed
+
+KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+class Peer:
+    def __init__(self, server: EventsServer, host: CertHost, signer: Signer, tmp: Path) -> None:
+        self.server, self.host, self.signer, self.tmp = server, host, signer, tmp
+
+    async def post(self, doc: dict[str, Any] | bytes) -> int:
+        async with aiohttp.ClientSession() as session:
+            kwargs: dict[str, Any] = {"data": doc} if isinstance(doc, bytes) else {"json": doc}
+            async with session.post(self.server.url + "/sns", **kwargs) as response:
+                return response.status
+
+    def suppressed(self) -> list[str]:
+        path = self.server.config.suppress
+        return path.read_text().splitlines() if path.exists() else []
+
+    def events(self) -> list[tuple[str, str, str | None]]:
+        with sqlite3.connect(self.server.config.events) as conn:
+            return conn.execute("SELECT kind, email, subtype FROM events ORDER BY id").fetchall()
+
+
+@pytest.fixture
+async def peer(tmp_path: Path) -> AsyncIterator[Peer]:
+    async with CertHost(self_signed(KEY)) as host:
+        config = EventsConfig(
+            path=tmp_path / "events.yaml",
+            listen=("127.0.0.1", 0),
+            topics=(TOPIC,),
+            suppress=tmp_path / "suppressed.txt",
+            events=tmp_path / "events.sqlite",
+            cert_hosts=("127.0.0.1:*",),
+        )
+        fetch = https_fetcher(host.client_context())
+        async with EventsServer(config, port=0, fetch=fetch) as server:
+            yield Peer(server, host, Signer(host.cert_url, KEY), tmp_path)
+
+
+async def test_permanent_bounce_v2_and_complaint_v1_are_suppressed(peer: Peer) -> None:
+    doc = peer.signer.notification(
+        bounce("m-1", "ana@example.org", "Bob@Example.ORG"), version="2"
+    )
+    assert await peer.post(doc) == 200
+    doc = peer.signer.notification(complaint("m-2", "carl@example.org"), version="1")
+    assert await peer.post(doc) == 200
+    assert peer.suppressed() == ["ana@example.org", "Bob@Example.ORG", "carl@example.org"]
+    assert [e[:2] for e in peer.events()] == [
+        ("bounce", "ana@example.org"),
+        ("bounce", "Bob@Example.ORG"),
+        ("complaint", "carl@example.org"),
+    ]
+    assert peer.host.cert_fetches == 1  # cached
+
+
+async def test_transient_bounce_is_counted_not_suppressed(peer: Peer) -> None:
+    doc = peer.signer.notification(bounce("m-3", "dana@example.org", kind="Transient"))
+    assert await peer.post(doc) == 200
+    assert peer.suppressed() == []
+    assert peer.events() == [("bounce", "dana@example.org", "Transient")]
+    assert peer.server.stats["bounce:Transient"] == 1
+
+
+async def test_event_publishing_shape_and_redelivery(peer: Peer) -> None:
+    doc = peer.signer.notification(complaint("m-4", "eve@example.org", shape="event"))
+    assert await peer.post(doc) == 200
+    assert await peer.post(doc) == 200  # SNS retries: nothing twice
+    assert peer.suppressed() == ["eve@example.org"]
+    assert len(peer.events()) == 1
+    again = peer.signer.notification(bounce("m-5", "EVE@example.org"))
+    assert await peer.post(again) == 200
+    assert peer.suppressed() == ["eve@example.org"]  # same address, other case
+
+
+async def test_altered_foreign_and_elsewhere_are_refused_and_change_nothing(peer: Peer) -> None:
+    good = peer.signer.notification(bounce("m-6", "fay@example.org"))
+    altered = {**good, "Message": good["Message"].replace("fay@", "gus@")}
+    foreign = peer.signer.notification(bounce("m-7", "hal@example.org"), topic=OTHER_TOPIC)
+    elsewhere = Signer("https://evil.example/SimpleNotificationService-x.pem", KEY).notification(
+        bounce("m-8", "ivy@example.org")
+    )
+    plain_http = Signer(peer.host.cert_url.replace("https:", "http:"), KEY).notification(
+        bounce("m-9", "jo@example.org")
+    )
+    other_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    forged = Signer(peer.host.cert_url, other_key).notification(bounce("m-10", "kim@x.org"))
+    for doc in (altered, foreign, elsewhere, plain_http, forged):
+        assert await peer.post(doc) == 403
+    assert await peer.post(b"not json") == 400
+    assert await peer.post({"Type": "Nope"}) == 400
+    assert peer.suppressed() == []
+    assert peer.events() == []
+    assert peer.host.cert_fetches <= 1  # never fetched from elsewhere
+    refused = {k: v for k, v in peer.server.stats.items() if k.startswith("refused:")}
+    assert refused == {
+        "refused:signature": 2,
+        "refused:topic": 1,
+        "refused:cert_url": 2,
+        "refused:json": 1,
+        "refused:type": 1,
+    }
+
+
+async def test_subscription_is_confirmed_through_subscribe_url(peer: Peer) -> None:
+    doc = peer.signer.confirmation(peer.host.base + "/confirm?Token=tok-123")
+    assert await peer.post(doc) == 200
+    assert peer.host.confirmed == ["tok-123"]
+    bad = peer.signer.confirmation("https://evil.example/confirm?Token=tok-123")
+    assert await peer.post(bad) == 403
+    assert peer.host.confirmed == ["tok-123"]
+
+
+def test_config_file_is_validated_with_lines_and_suggestions(tmp_path: Path) -> None:
+    path = tmp_path / "events.yaml"
+    path.write_text(f"listen: 127.0.0.1:9000\ntopic: [{TOPIC}]\nsuppress: s.txt\n")
+    with pytest.raises(ConfigError) as info:
+        EventsConfig.from_file(path)
+    assert "events.yaml:2: key 'topic': unknown key; did you mean 'topics'?" in str(info.value)
+    path.write_text("topics: [nope]\nsuppress: s.txt\ncert_hosts: []\n")
+    with pytest.raises(ConfigError) as info:
+        EventsConfig.from_file(path)
+    text = str(info.value)
+    assert "events.yaml:1: key 'topics[0]': must be an SNS topic ARN" in text
+    assert "events.yaml:3: key 'cert_hosts'" in text
+    path.write_text(f"topics: [{TOPIC}]\nsuppress: s.txt\n")
+    config = EventsConfig.from_file(path)
+    assert config.listen == ("127.0.0.1", 8026)
+    assert config.cert_hosts == ("sns.*.amazonaws.com",)
+    assert config.events == tmp_path / "events.events.sqlite"
+    assert config.suppress == tmp_path / "s.txt"
