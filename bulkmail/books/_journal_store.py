@@ -311,17 +311,45 @@ def count_problem_skips(conn: sqlite3.Connection, benign: Iterable[str]) -> int:
     return int(n_skips + n_rows)
 
 
-def write_results(conn: sqlite3.Connection, path: Path) -> int:
+#: The ``event`` of a results line: what SES reported for its message, most telling first
+#: (complained, bounced = a permanent bounce, rejected, soft_bounced, delayed, delivered).
+_EVENT_OF = """(SELECT CASE
+    WHEN sum(kind = 'complaint') THEN 'complained'
+    WHEN sum(kind = 'bounce' AND subtype = 'Permanent') THEN 'bounced'
+    WHEN sum(kind = 'reject') THEN 'rejected'
+    WHEN sum(kind = 'bounce') THEN 'soft_bounced'
+    WHEN sum(kind = 'delay') THEN 'delayed'
+    WHEN sum(kind = 'delivery') THEN 'delivered'
+  END FROM ev.events WHERE ev.events.message_id = x.message_id)"""
+
+
+def write_results(conn: sqlite3.Connection, path: Path, *, events: Path | None = None) -> int:
     """Stream one JSON line per list row to ``path`` atomically; see Journal.export_results."""
+    if events is None:
+        return _write_results(conn, path, _EXPORT, _EXPORT_KEYS)
+    keys = (*_EXPORT_KEYS, "event")
+    if not Path(events).exists():  # no event received yet: the field is there, and null
+        return _write_results(conn, path, f"SELECT x.*, NULL FROM ({_EXPORT}) AS x ORDER BY x.id", keys)
+    conn.execute("ATTACH DATABASE ? AS ev", (str(events),))
+    try:
+        sql = f"SELECT x.*, {_EVENT_OF} FROM ({_EXPORT}) AS x ORDER BY x.id"
+        return _write_results(conn, path, sql, keys)
+    finally:
+        conn.execute("DETACH DATABASE ev")
+
+
+def _write_results(
+    conn: sqlite3.Connection, path: Path, sql: str, keys: tuple[str, ...]
+) -> int:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     written = 0
     try:
         with os.fdopen(fd, "wb", buffering=1 << 20) as out:
-            cursor = conn.execute(_EXPORT)  # one statement: one snapshot
+            cursor = conn.execute(sql)  # one statement: one snapshot
             while batch := cursor.fetchmany(2000):
                 for row in batch:
-                    record = dict(zip(_EXPORT_KEYS, row, strict=True))
+                    record = dict(zip(keys, row, strict=True))
                     record["possible_duplicate"] = bool(row[7])
                     out.write(orjson.dumps(record))
                     out.write(b"\n")

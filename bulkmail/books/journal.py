@@ -375,14 +375,17 @@ class Journal:
         for line, email, code, reason in self._conn.execute(sql + " ORDER BY line", args):
             yield SkipRow(line=line, email=email, code=code, reason=reason)
 
-    def export_results(self, path: Path) -> int:
+    def export_results(self, path: Path, *, events: Path | None = None) -> int:
         """Write one JSON line per list row, in line order, atomically; return the count.
 
         The file is streamed to a temporary file beside ``path`` from one consistent
-        read of the journal, flushed to disk, then renamed over ``path``.
+        read of the journal, flushed to disk, then renamed over ``path``. With ``events``
+        (an event store of ``bulkmail events``), each line also says what SES reported
+        for its message (``event``: ``complained``, ``bounced`` (permanent), ``rejected``,
+        ``soft_bounced``, ``delayed``, ``delivered`` or null).
         """
         try:
-            return store.write_results(self._conn, Path(path))
+            return store.write_results(self._conn, Path(path), events=events)
         except (OSError, sqlite3.Error) as exc:
             raise JournalError(f"{path}: cannot write the results file: {exc}") from exc
 

@@ -454,7 +454,7 @@ class CampaignRun:
                 await asyncio.wait(late)
 
     async def _finish(self, recovery: Recovery) -> Summary:
-        await self._db(self._j.export_results, self.campaign.results)
+        await self._db(self._j.export_results, self.campaign.results, events=self.campaign.events)
         counts = await self._db(self._j.counts)
         stopped = self.sender.stopped or self._limit_stop
         kind: Literal["fatal", "quota", "interrupted"] | None = None

@@ -34,6 +34,7 @@ from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlsplit
 
+from bulkmail.deliverability.guard import GuardSettings, guard_settings
 from bulkmail.errors import ConfigError
 from bulkmail.input._providerconfig import ProviderChecker, ProviderConfig, endpoint_url
 from bulkmail.input._yamlconfig import (
@@ -59,6 +60,7 @@ _TOP_KEYS = (
     "subject", "text", "html", "recipients", "suppress", "results", "journal",
     "configuration_set", "tags", "headers", "unsubscribe", "template", "attachments",
     "attachment_column", "source_arn", "from_arn", "return_path_arn", "return_path", "directmail",
+    "events", "guard",
 )  # fmt: skip
 #: Headers bulkmail writes itself; each maps to the campaign key that sets it.
 _RESERVED_HEADERS = {
@@ -118,6 +120,9 @@ class Campaign:
     return_path_arn: str | None
     return_path: str | None
     directmail: Mapping[str, Any]
+    #: The event store of ``bulkmail events`` (results ``event`` field, report, guard).
+    events: Path | None = None
+    guard: GuardSettings | None = None  # set whenever ``events`` is
 
     @classmethod
     def from_file(cls, path: Path | str, *, overrides: Mapping[str, Any] | None = None) -> Campaign:
@@ -262,7 +267,12 @@ class _CampaignChecker(ProviderChecker):
             },
             "return_path": self.get(m, "return_path", address),
             "directmail": MappingProxyType(directmail),
+            **self.deliverability(m),
         }
+
+    def deliverability(self, m: dict[str, Any]) -> dict[str, Any]:
+        events = self.get(m, "events", output_file(self.base))
+        return {"events": events, "guard": guard_settings(self, m.get("guard"), "events" in m)}
 
     def flags(self, overrides: dict[str, Any]) -> dict[str, Any]:
         """Command-line overrides, checked like the file but named by their flag.

@@ -1,0 +1,184 @@
+"""Guard rails: pause a running campaign whose own bounce or complaint rate gets too high.
+
+SES puts an account under review at a 5 % bounce rate or a 0.1 % complaint rate and may
+suspend it at 10 % / 0.5 %. The guard looks at the campaign's last ``window`` sent messages
+(from its journal), counts those SES reported as a hard bounce or a complaint (from the event
+store ``bulkmail events`` writes), and once at least ``min_sends`` were sent, gives the engine
+a reason to pause when a rate passes its threshold. Defaults stay below the review levels.
+
+Campaign keys (``events:`` is the event store; ``guard:`` is optional)::
+
+    events: events.sqlite
+    guard: {bounce_rate: 0.04, complaint_rate: 0.0008, window: 1000, min_sends: 200}
+
+>>> guard = DeliverabilityGuard(GuardSettings(), sent=books, events=store)  # doctest: +SKIP
+>>> await guard.check()                                                     # doctest: +SKIP
+'bounce rate 6.0% (60 of the last 1000 sends) is above guard.bounce_rate 4.0%'
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from bulkmail.books.reader import JournalReader
+from bulkmail.deliverability.store import EventStore
+from bulkmail.input._yamlconfig import Bad, Checker, describe, integer
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class GuardSettings:
+    """Thresholds (fractions, not percents) and the sliding window, in sends.
+
+    >>> GuardSettings().bounce_rate < 0.05 and GuardSettings().complaint_rate < 0.001
+    True
+    """
+
+    bounce_rate: float = 0.04
+    complaint_rate: float = 0.0008
+    window: int = 1000
+    min_sends: int = 200
+
+
+class SentWindow(Protocol):
+    """Where the guard reads the campaign's recent sends (the journal)."""
+
+    def recent_sent(self, n: int) -> list[str]: ...
+
+
+class EventLookup(Protocol):
+    """Where the guard reads what SES reported per message (the event store)."""
+
+    def kinds(self, message_ids: Iterable[str]) -> dict[str, set[str]]: ...
+
+
+class DeliverabilityGuard:
+    """A :class:`bulkmail.delivery.guards.Guard`: ``await check()`` -> a reason, or None.
+
+    >>> class Sent:
+    ...     def recent_sent(self, n): return [f"m{i}" for i in range(300)]
+    >>> class Events:
+    ...     def kinds(self, ids): return {"m1": {"complaint"}}
+    >>> asyncio.run(DeliverabilityGuard(GuardSettings(), sent=Sent(), events=Events()).check())
+    'complaint rate 0.33% (1 of the last 300 sends) is above guard.complaint_rate 0.08%'
+    """
+
+    def __init__(
+        self, settings: GuardSettings, *, sent: SentWindow, events: EventLookup
+    ) -> None:
+        self.settings = settings
+        self._sent = sent
+        self._events = events
+
+    @classmethod
+    def for_files(cls, settings: GuardSettings, journal: Path, events: Path) -> DeliverabilityGuard:
+        """A guard on a campaign's journal and event store, opened when first there."""
+        return cls(settings, sent=_LazyJournal(journal), events=_LazyEvents(events))
+
+    async def check(self) -> str | None:
+        return await asyncio.to_thread(self.check_now)
+
+    def close(self) -> None:
+        """Close files the guard opened (a no-op for injected sources without ``close``)."""
+        for source in (self._sent, self._events):
+            close = getattr(source, "close", None)
+            if close is not None:
+                close()
+
+    def check_now(self) -> str | None:
+        """The synchronous check (it reads two SQLite files)."""
+        s = self.settings
+        ids = self._sent.recent_sent(s.window)
+        if len(ids) < s.min_sends:
+            return None
+        kinds = self._events.kinds(ids)
+        hard = sum(1 for k in kinds.values() if "hard_bounce" in k)
+        complaints = sum(1 for k in kinds.values() if "complaint" in k)
+        for what, count, limit in (
+            ("bounce", hard, s.bounce_rate),
+            ("complaint", complaints, s.complaint_rate),
+        ):
+            rate = count / len(ids)
+            if count and rate > limit:
+                return (
+                    f"{what} rate {rate:.2%} ({count} of the last {len(ids)} sends) is above "
+                    f"guard.{what}_rate {limit:.2%}"
+                )
+        return None
+
+
+class _LazyJournal:
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._reader: JournalReader | None = None
+
+    def recent_sent(self, n: int) -> list[str]:
+        if self._reader is None:
+            if not self._path.is_file():
+                return []
+            self._reader = JournalReader.open(self._path)
+        return self._reader.recent_sent(n)
+
+    def close(self) -> None:
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
+
+
+class _LazyEvents:
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._store: EventStore | None = None
+
+    def kinds(self, message_ids: Iterable[str]) -> dict[str, set[str]]:
+        if self._store is None:
+            if not self._path.is_file():
+                return {}
+            self._store = EventStore.open(self._path, readonly=True)
+        return self._store.kinds(message_ids)
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+
+def guard_settings(checker: Checker, raw: Any, has_events: bool) -> GuardSettings | None:
+    """The campaign's ``guard:`` block checked (problems go to ``checker``); None without
+    ``events:`` (nothing to read)."""
+    if raw is not None and not has_events:
+        checker.bad("guard", "needs 'events:' (the event store bulkmail events writes)")
+        return None
+    if not has_events:
+        return None
+    if raw is None:
+        return GuardSettings()
+    m = checker.mapping(raw, "guard", ("bounce_rate", "complaint_rate", "window", "min_sends"))
+    values: dict[str, Any] = {}
+    for name in ("bounce_rate", "complaint_rate"):
+        value = checker.get(m, f"guard.{name}", _fraction)
+        if value is not None:
+            values[name] = value
+    for name in ("window", "min_sends"):
+        value = checker.get(m, f"guard.{name}", integer(1))
+        if value is not None:
+            values[name] = value
+    settings = GuardSettings(**values)
+    if settings.min_sends > settings.window:
+        checker.bad("guard.min_sends", f"must not be larger than guard.window ({settings.window})")
+    return settings
+
+
+def _fraction(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise Bad(f"must be a fraction like 0.04 (= 4 %), got {describe(value)}")
+    if not math.isfinite(value) or not 0 < value < 1:
+        raise Bad(f"must be a fraction between 0 and 1 (0.04 = 4 %), got {value}")
+    return float(value)
+
+
+__all__ = ["DeliverabilityGuard", "EventLookup", "GuardSettings", "SentWindow", "guard_settings"]
