@@ -55,9 +55,7 @@ async def peer(tmp_path: Path) -> AsyncIterator[Peer]:
 
 
 async def test_permanent_bounce_v2_and_complaint_v1_are_suppressed(peer: Peer) -> None:
-    doc = peer.signer.notification(
-        bounce("m-1", "ana@example.org", "Bob@Example.ORG"), version="2"
-    )
+    doc = peer.signer.notification(bounce("m-1", "ana@example.org", "Bob@Example.ORG"), version="2")
     assert await peer.post(doc) == 200
     doc = peer.signer.notification(complaint("m-2", "carl@example.org"), version="1")
     assert await peer.post(doc) == 200

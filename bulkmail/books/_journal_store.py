@@ -329,7 +329,9 @@ def write_results(conn: sqlite3.Connection, path: Path, *, events: Path | None =
         return _write_results(conn, path, _EXPORT, _EXPORT_KEYS)
     keys = (*_EXPORT_KEYS, "event")
     if not Path(events).exists():  # no event received yet: the field is there, and null
-        return _write_results(conn, path, f"SELECT x.*, NULL FROM ({_EXPORT}) AS x ORDER BY x.id", keys)
+        return _write_results(
+            conn, path, f"SELECT x.*, NULL FROM ({_EXPORT}) AS x ORDER BY x.id", keys
+        )
     conn.execute("ATTACH DATABASE ? AS ev", (str(events),))
     try:
         sql = f"SELECT x.*, {_EVENT_OF} FROM ({_EXPORT}) AS x ORDER BY x.id"
@@ -338,9 +340,7 @@ def write_results(conn: sqlite3.Connection, path: Path, *, events: Path | None =
         conn.execute("DETACH DATABASE ev")
 
 
-def _write_results(
-    conn: sqlite3.Connection, path: Path, sql: str, keys: tuple[str, ...]
-) -> int:
+def _write_results(conn: sqlite3.Connection, path: Path, sql: str, keys: tuple[str, ...]) -> int:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     written = 0

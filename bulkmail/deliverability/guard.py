@@ -67,9 +67,7 @@ class DeliverabilityGuard:
     'complaint rate 0.33% (1 of the last 300 sends) is above guard.complaint_rate 0.08%'
     """
 
-    def __init__(
-        self, settings: GuardSettings, *, sent: SentWindow, events: EventLookup
-    ) -> None:
+    def __init__(self, settings: GuardSettings, *, sent: SentWindow, events: EventLookup) -> None:
         self.settings = settings
         self._sent = sent
         self._events = events

@@ -89,15 +89,15 @@ def parse_ses_message(text: str) -> list[Event]:
     else:
         subtype, detail = None, _text(body.get("smtpResponse"))
     if list_key is None:  # a reject names no recipient: every destination of the mail
-        emails = [a for a in mail.get("destination", []) if isinstance(a, str)]
+        emails = [_email(a) for a in mail.get("destination") or []]
     else:
         emails = [_email(item) for item in body.get(list_key) or []]
-    found = [e for e in emails if e]
+    found = [e for e in emails if e is not None]
     if not found:
         raise NotAnSesEvent(f"the {name} event names no recipient")
     out = []
     for email in dict.fromkeys(found):
-        own = _diagnostic(body.get(list_key), email) if kind == "bounce" else None
+        own = _diagnostic(body.get("bouncedRecipients"), email) if kind == "bounce" else None
         out.append(Event(kind, message_id, email, subtype, own or detail, at))
     return out
 

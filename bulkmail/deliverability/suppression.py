@@ -6,7 +6,8 @@ what is there, and append only the new addresses in one ``write`` followed by ``
 reader never sees half a line, and two writers never add the same address twice. Addresses
 are compared like the suppression check of a campaign: ignoring case.
 
->>> SuppressionFile(Path("suppressed.txt")).add(["Ana@Example.com", "ana@example.com"])  # doctest: +SKIP
+>>> file = SuppressionFile(Path("suppressed.txt"))                       # doctest: +SKIP
+>>> file.add(["Ana@Example.com", "ana@example.com"])                    # doctest: +SKIP
 ['Ana@Example.com']
 """
 
