@@ -143,3 +143,14 @@ def test_config_file_is_validated_with_lines_and_suggestions(tmp_path: Path) -> 
     assert config.cert_hosts == ("sns.*.amazonaws.com",)
     assert config.events == tmp_path / "events.events.sqlite"
     assert config.suppress == tmp_path / "s.txt"
+
+
+def test_cli_config_error_exits_2_without_traceback(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    from bulkmail.cli import main
+
+    path = tmp_path / "events.yaml"
+    path.write_text("listen: nowhere\n")
+    assert main(["events", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "events.yaml:1: key 'listen': must be HOST:PORT" in err
+    assert "Traceback" not in err
