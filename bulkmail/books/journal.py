@@ -34,7 +34,6 @@ import contextlib
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, Protocol, TypedDict
@@ -43,11 +42,16 @@ import orjson
 
 from bulkmail.books import _journal_store as store
 from bulkmail.books._journal_store import SUPPRESSED
+from bulkmail.books.base import (
+    BENIGN_SKIP_CODES,
+    FINAL_STATES,
+    PendingRow,
+    Recovery,
+    RowOutcome,
+)
 from bulkmail.errors import JournalError
 
-#: Skip codes that are expected housekeeping rather than a problem with the list.
-BENIGN_SKIP_CODES = frozenset({"duplicate", "suppressed"})
-_FINAL = frozenset({"sent", "failed", "skipped", "uncertain"})
+_FINAL = FINAL_STATES
 _ATTEMPTED = frozenset({"sent", "failed", "uncertain"})
 
 
@@ -75,40 +79,6 @@ class RejectedLike(Protocol):
     def code(self) -> str: ...
     @property
     def reason(self) -> str: ...
-
-
-@dataclass(frozen=True, slots=True)
-class PendingRow:
-    """A recipient to send to; ``id`` is the journal's handle (equal to ``line``)."""
-
-    id: int
-    line: int
-    email: str
-    fields: Mapping[str, Any]
-    possible_duplicate: bool
-    attempts: int
-
-
-@dataclass(frozen=True, slots=True)
-class RowOutcome:
-    """What happened to one row. ``state="pending"`` gives it back: definitely not sent."""
-
-    id: int
-    state: str
-    message_id: str | None = None
-    error_code: str | None = None
-    error: str | None = None
-    attempts: int = 0  # the row's total so far; the journal keeps the maximum it has seen
-    possible_duplicate: bool | None = None  # None: leave as is
-
-
-@dataclass(frozen=True, slots=True)
-class Recovery:
-    """Rows found ``in_flight`` at open: the last run died while they were being sent."""
-
-    ambiguous: int
-    requeued: int
-    uncertain: int
 
 
 class SkipRow(TypedDict):

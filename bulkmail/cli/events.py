@@ -70,3 +70,6 @@ def cmd_suppress(argv: Sequence[str], out: TextIO, err: TextIO) -> int:
         file=out,
     )
     return 0
+
+
+__all__ = ["cmd_events", "cmd_suppress"]

@@ -26,3 +26,6 @@ def cmd_report(argv: Sequence[str], out: TextIO, err: TextIO) -> int:
     for path in write_report(campaign, Path(args.out), png=args.png):
         print(f"wrote {path}", file=out)
     return 0
+
+
+__all__ = ["cmd_report"]

@@ -145,6 +145,22 @@ class _LazyEvents:
             self._store = None
 
 
+def campaign_guard(campaign: _HasGuard) -> list[DeliverabilityGuard]:
+    """The campaign's guard (none without ``events:``), on its journal and event store."""
+    if campaign.events is None or campaign.guard is None:
+        return []
+    return [DeliverabilityGuard.for_files(campaign.guard, campaign.journal, campaign.events)]
+
+
+class _HasGuard(Protocol):
+    @property
+    def journal(self) -> Path: ...
+    @property
+    def events(self) -> Path | None: ...
+    @property
+    def guard(self) -> GuardSettings | None: ...
+
+
 def guard_settings(checker: Checker, raw: Any, has_events: bool) -> GuardSettings | None:
     """The campaign's ``guard:`` block checked (problems go to ``checker``); None without
     ``events:`` (nothing to read)."""
@@ -179,4 +195,11 @@ def _fraction(value: Any) -> float:
     return float(value)
 
 
-__all__ = ["DeliverabilityGuard", "EventLookup", "GuardSettings", "SentWindow", "guard_settings"]
+__all__ = [
+    "DeliverabilityGuard",
+    "EventLookup",
+    "GuardSettings",
+    "SentWindow",
+    "campaign_guard",
+    "guard_settings",
+]

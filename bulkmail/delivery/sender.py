@@ -27,6 +27,7 @@ from types import TracebackType
 from bulkmail.delivery.gate import Gate
 from bulkmail.errors import CampaignStopped, FatalProviderError, QuotaExhausted
 from bulkmail.mail.message import Message
+from bulkmail.pacing.base import Pacer
 from bulkmail.pacing.local import RateLimiter
 from bulkmail.providers.base import Outcome, Provider, Verdict
 
@@ -111,13 +112,13 @@ class Sender:
         retry: RetryPolicy | None = None,
         at_most_once: bool = False,
         max_concurrency: int = 512,
-        limiter: RateLimiter | None = None,
+        limiter: Pacer | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rng: random.Random | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.provider = provider
-        self.limiter = limiter if limiter is not None else RateLimiter(rate)
+        self.limiter: Pacer = limiter if limiter is not None else RateLimiter(rate)
         self.retry = retry or RetryPolicy()
         self.at_most_once = at_most_once
         self._gate = Gate(lambda: self.limiter.effective_rate, floor=8, cap=max_concurrency)
@@ -320,3 +321,6 @@ class Sender:
             attempts=attempts,
             possible_duplicate=dup,
         )
+
+
+__all__ = ["Delivery", "RetryPolicy", "Sender", "Status"]
