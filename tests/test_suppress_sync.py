@@ -74,3 +74,43 @@ async def test_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> N
         assert code == 0
         assert "ana@example.org" in sandbox.suppression.entries
     assert "0 added to" in capsys.readouterr().out
+
+
+
+async def test_an_echoed_canonical_request_is_scrubbed(tmp_path: Path) -> None:
+    """AWS echoes the canonical request (with the session token) in signature errors."""
+    from aiohttp import web
+
+    token = "FQoGZXIvYXdzEXAMPLESESSIONTOKEN"
+
+    async def refuse(request: web.Request) -> web.Response:
+        echoed = request.headers.get("X-Amz-Security-Token", "")
+        body = (
+            '{"message": "The request signature we calculated does not match. The Canonical '
+            f"String for this request should have been 'GET /v2/email/suppression/addresses "
+            f"x-amz-security-token:{echoed}'\"}}"
+        )
+        return web.Response(
+            status=403, text=body, headers={"x-amzn-ErrorType": "SignatureDoesNotMatch"}
+        )
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", refuse)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        with pytest.raises(FatalProviderError) as info:
+            await sync_suppression(
+                tmp_path / "s.txt",
+                credentials=AwsCredentials("AKIAEXAMPLE", "secret-key", token),
+                region="us-east-1",
+                endpoint=f"http://127.0.0.1:{port}",
+            )
+    finally:
+        await runner.cleanup()
+    text = str(info.value)
+    assert "403 SignatureDoesNotMatch" in text and "does not match" in text
+    assert token not in text and "Canonical" not in text

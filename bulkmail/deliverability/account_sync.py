@@ -27,6 +27,7 @@ import orjson
 from bulkmail.deliverability.store import EventStore
 from bulkmail.deliverability.suppression import SuppressionFile
 from bulkmail.errors import FatalProviderError
+from bulkmail.providers.errors import scrub
 from bulkmail.providers.http import HttpError, HttpPool
 from bulkmail.signing.sigv4 import AwsCredentials, SigV4Signer
 
@@ -55,6 +56,8 @@ class _Client:
     ) -> None:
         self._pool, self._signer, self._base, self._clock = pool, signer, base, clock
         self._attempts = attempts
+        creds = signer.credentials
+        self._secrets = (creds.secret_access_key, creds.session_token)
 
     async def call(self, method: str, path: str, query: str, body: bytes) -> dict[str, object]:
         headers = {"Content-Type": "application/json"} if body else {}
@@ -81,9 +84,10 @@ class _Client:
                 await asyncio.sleep(min(0.2 * 2**attempt, 5))
                 continue
             try:
-                message = str(orjson.loads(response.body).get("message", ""))[:300]
+                text = str(orjson.loads(response.body).get("message", ""))
             except (orjson.JSONDecodeError, AttributeError):
-                message = ""
+                text = ""
+            message = scrub(text, self._secrets) or ""
             raise FatalProviderError(
                 f"SES refused {method} {path}: {response.status} {code}: {message}", code=code
             )
