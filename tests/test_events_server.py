@@ -154,3 +154,48 @@ def test_cli_config_error_exits_2_without_traceback(tmp_path: Path, capsys) -> N
     err = capsys.readouterr().err
     assert "events.yaml:1: key 'listen': must be HOST:PORT" in err
     assert "Traceback" not in err
+
+
+async def test_size_and_header_checks(peer: Peer) -> None:
+    assert await peer.post(b"{" + b" " * (300 * 1024) + b"}") == 413
+    doc = peer.signer.notification(bounce("m-11", "lee@example.org"))
+    async with aiohttp.ClientSession() as session:
+        headers = {"x-amz-sns-message-type": "SubscriptionConfirmation"}
+        async with session.post(peer.server.url, json=doc, headers=headers) as response:
+            assert response.status == 400
+        async with session.get(peer.server.url) as response:
+            assert response.status == 405
+    assert peer.suppressed() == [] and peer.events() == []
+
+
+async def test_serves_https_with_its_own_certificate(tmp_path: Path) -> None:
+    import ssl
+
+    import trustme
+
+    ca = trustme.CA()
+    served = ca.issue_cert("127.0.0.1")
+    served.cert_chain_pems[0].write_to_path(str(tmp_path / "cert.pem"))
+    served.private_key_pem.write_to_path(str(tmp_path / "key.pem"))
+    (tmp_path / "events.yaml").write_text(
+        f"listen: 127.0.0.1:0\ntopics: [{TOPIC}]\nsuppress: s.txt\ncert_hosts: ['127.0.0.1:*']\n"
+        "tls: {cert: cert.pem, key: key.pem}\n"
+    )
+    config = EventsConfig.from_file(tmp_path / "events.yaml")
+    async with CertHost(self_signed(KEY)) as host:
+        fetch = https_fetcher(host.client_context())
+        async with EventsServer(config, fetch=fetch) as server, aiohttp.ClientSession() as s:
+            assert server.url.startswith("https://127.0.0.1:")
+            client = ssl.create_default_context()
+            ca.configure_trust(client)
+            doc = Signer(host.cert_url, KEY).notification(complaint("m-12", "mo@example.org"))
+            async with s.post(server.url, json=doc, ssl=client) as response:
+                assert response.status == 200
+    assert (tmp_path / "s.txt").read_text() == "mo@example.org\n"
+
+
+def test_a_csv_suppression_file_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "events.yaml"
+    path.write_text(f"topics: [{TOPIC}]\nsuppress: s.csv\n")
+    with pytest.raises(ConfigError, match="events.yaml:2: key 'suppress': must be a plain text"):
+        EventsConfig.from_file(path)

@@ -76,7 +76,6 @@ async def test_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> N
     assert "0 added to" in capsys.readouterr().out
 
 
-
 async def test_an_echoed_canonical_request_is_scrubbed(tmp_path: Path) -> None:
     """AWS echoes the canonical request (with the session token) in signature errors."""
     from aiohttp import web

@@ -22,7 +22,11 @@ from bulkmail.errors import JournalError
 
 @dataclass(frozen=True, slots=True)
 class BookRow:
-    """One recipient row as the report reads it (timestamps as the journal stores them)."""
+    """One recipient row as the report reads it (timestamps as the journal stores them).
+
+    >>> BookRow(1, "a@x.org", "sent", "m-1", None, 1, None, None).state
+    'sent'
+    """
 
     line: int
     email: str
@@ -35,7 +39,12 @@ class BookRow:
 
 
 class JournalReader:
-    """Read-only queries on one journal file."""
+    """Read-only queries on one journal file.
+
+    >>> with JournalReader.open(Path("c.journal.sqlite")) as books:   # doctest: +SKIP
+    ...     books.skip_codes()
+    {'duplicate': 2, 'suppressed': 5}
+    """
 
     def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
         self._conn = conn

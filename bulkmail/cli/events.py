@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
@@ -23,6 +24,7 @@ def cmd_events(argv: Sequence[str], out: TextIO, err: TextIO) -> int:
     from bulkmail.servers.events import serve_events
 
     config = EventsConfig.from_file(args.config)  # ConfigError: exit 2, no traceback
+    logging.getLogger("bulkmail.events").setLevel(logging.INFO)  # show who is suppressed
     try:
         _run(serve_events(config))
     except KeyboardInterrupt:

@@ -9,7 +9,7 @@ a throttled or 5xx answer is retried with backoff.
 
 >>> result = await sync_suppression(Path("suppressed.txt"), credentials=creds,
 ...                                 region="eu-west-1")                 # doctest: +SKIP
->>> result.pulled, result.pushed
+>>> result.pulled, result.pushed                                      # doctest: +SKIP
 (12, 3)
 """
 
@@ -37,7 +37,11 @@ _RETRY = frozenset({429, 500, 502, 503, 504})
 
 @dataclass(frozen=True, slots=True)
 class SyncResult:
-    """``pulled``: added to the file; ``pushed``: added to the account; totals after."""
+    """``pulled``: added to the file; ``pushed``: added to the account; totals after.
+
+    >>> SyncResult(pulled=2, pushed=1, account=3, local=3).pushed
+    1
+    """
 
     pulled: int
     pushed: int

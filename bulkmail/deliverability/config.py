@@ -5,13 +5,14 @@ Every problem names the file, the key and its line; unknown keys suggest the clo
     events.yaml:2: key 'topic': unknown key; did you mean 'topics'?
 
 >>> config = EventsConfig.from_file("events.yaml")               # doctest: +SKIP
->>> config.listen, config.cert_hosts
+>>> config.listen, config.cert_hosts                            # doctest: +SKIP
 (('127.0.0.1', 8026), ('sns.*.amazonaws.com',))
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -87,7 +88,7 @@ class EventsConfig:
             else:
                 checked = [c.check(h, f"cert_hosts[{i}]", _host) for i, h in enumerate(raw)]
                 hosts = tuple(h for h in checked if h is not None)
-        suppress = c.require(m, "suppress", output_file(base))
+        suppress = c.require(m, "suppress", _text_list(base))
         events = c.get(m, "events", output_file(base)) or base / f"{file.stem}.events.sqlite"
         tls_cert = tls_key = None
         if "tls" in m:
@@ -118,6 +119,22 @@ def _listen(value: Any) -> tuple[str, int]:
     if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
         raise Bad(f"must be HOST:PORT like '127.0.0.1:8026', got {text!r}")
     return host, int(port)
+
+
+def _text_list(base: Path) -> Callable[[Any], Path]:
+    """A plain-text suppression file (one address a line) to create or append to."""
+    where = output_file(base)
+
+    def check(value: Any) -> Path:
+        path = where(value)
+        if path.suffix.lower() == ".csv":
+            raise Bad(
+                "must be a plain text file (one address a line), not a CSV: bulkmail "
+                "appends lines to it; a campaign can list it in 'suppress:' as is"
+            )
+        return path
+
+    return check
 
 
 def _host(value: Any) -> str:

@@ -44,7 +44,11 @@ class NotAnSesEvent(ValueError):
 class Event:
     """One recipient's event. ``subtype``: the bounce type (Permanent, Transient,
     Undetermined), the complaint feedback type, or the delay type; ``detail``: the bounce
-    sub-type or diagnostic, the reject reason."""
+    sub-type or diagnostic, the reject reason.
+
+    >>> Event("bounce", "m1", "a@x.org", "Transient", None, None).suppress
+    False
+    """
 
     kind: str
     message_id: str

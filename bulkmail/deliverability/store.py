@@ -41,7 +41,12 @@ _IN = 500
 
 
 class EventStore:
-    """The event store file. Synchronous; one connection, used from one thread at a time."""
+    """The event store file. Synchronous; one connection, used from one thread at a time.
+
+    >>> with EventStore.open(Path("events.sqlite"), readonly=True) as store:  # doctest: +SKIP
+    ...     store.counts()
+    {'bounce': 3, 'bounce:Permanent': 2, 'bounce:Transient': 1, 'complaint': 1}
+    """
 
     def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
         self._conn = conn

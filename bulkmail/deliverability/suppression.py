@@ -22,7 +22,12 @@ from bulkmail.input.recipients import address_key, check_address, read_suppresse
 
 
 class SuppressionFile:
-    """Append-only access to one suppression file (created on first use)."""
+    """Append-only access to one suppression file (created on first use).
+
+    >>> file = SuppressionFile(Path("suppressed.txt"))                   # doctest: +SKIP
+    >>> file.add(["ana@example.org"]), "ana@example.org" in file.read()  # doctest: +SKIP
+    (['ana@example.org'], True)
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)

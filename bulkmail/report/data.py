@@ -1,7 +1,7 @@
 """What a campaign report shows, read from the journal and the event store (read-only).
 
->>> data = collect(Campaign.from_file("spring.yaml"))                  # doctest: +SKIP
->>> data.counts["sent"], data.rate_series[:2]
+>>> data = collect("spring", Path("s.journal.sqlite"), Path("ev.sqlite"))  # doctest: +SKIP
+>>> data.counts["sent"], data.rate_series[:2]                              # doctest: +SKIP
 (9000, [(0.0, 412.0), (5.0, 498.2)])
 """
 
@@ -21,7 +21,11 @@ _STEPS = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 21600, 
 @dataclass(slots=True)
 class ReportData:
     """Everything the page draws. ``rate_series``: (seconds since the first send, sends/s
-    in that bucket); ``outcomes``: (status, error code or "") -> rows."""
+    in that bucket); ``outcomes``: (status, error code or "") -> rows.
+
+    >>> ReportData(name="spring", counts={}, attempts=Counter({1: 90, 3: 10})).retries
+    20
+    """
 
     name: str
     counts: dict[str, int]

@@ -3,7 +3,7 @@
 It opens from disk or as an email attachment: no script, no external style, font or image.
 
 >>> page = render(data)                                           # doctest: +SKIP
->>> "<script" in page, "<svg" in page
+>>> "<script" in page, "<svg" in page                             # doctest: +SKIP
 (False, True)
 """
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import ssl
 import time
 from collections import Counter
@@ -118,23 +119,34 @@ class EventsServer:
         await self.stop()
 
     async def start(self) -> None:
-        self._store = await self._db(EventStore.open, self.config.events)
-        app = web.Application(client_max_size=MAX_BODY)
-        app.router.add_route("*", "/{tail:.*}", self._handle)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
+        try:
+            await self._start()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _start(self) -> None:
         tls = None
         if self.config.tls_cert is not None and self.config.tls_key is not None:
             tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             tls.load_cert_chain(self.config.tls_cert, self.config.tls_key)
+        self._store = await self._db(EventStore.open, self.config.events)
+        app = web.Application(client_max_size=MAX_BODY)
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
         host = self.config.listen[0]
-        site = web.TCPSite(runner, host, self._port, ssl_context=tls)
-        await site.start()
-        self._runner = runner
-        server = getattr(site, "_server", None)
-        port = server.sockets[0].getsockname()[1] if server and server.sockets else self._port
+        sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((host, self._port))
+            await web.SockSite(self._runner, sock, ssl_context=tls).start()
+        except BaseException:
+            sock.close()
+            raise
         shown = f"[{host}]" if ":" in host else host
-        self.url = f"{'https' if tls else 'http'}://{shown}:{port}"
+        scheme = "https" if tls else "http"
+        self.url = f"{scheme}://{shown}:{sock.getsockname()[1]}"
 
     async def stop(self) -> None:
         runner, self._runner = self._runner, None
@@ -166,6 +178,9 @@ class EventsServer:
             return self._refuse(400, "json", "the body is not JSON")
         if not isinstance(message, dict) or message.get("Type") not in sns.MESSAGE_TYPES:
             return self._refuse(400, "type", "not an SNS message (unknown Type)")
+        header = request.headers.get("x-amz-sns-message-type")
+        if header is not None and header != message["Type"]:
+            return self._refuse(400, "type", "x-amz-sns-message-type differs from the Type")
         topic = message.get("TopicArn")
         if topic not in self.config.topics:
             return self._refuse(403, "topic", f"topic {str(topic)[:200]!r} is not configured")
