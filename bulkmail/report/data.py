@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 from bulkmail.books.reader import JournalReader
@@ -71,8 +71,7 @@ def collect(name: str, journal: Path, events: Path | None) -> ReportData:
     if sent_at:
         sent_at.sort()
         first, last = sent_at[0], sent_at[-1]
-        data.started = datetime.fromtimestamp(first).astimezone().isoformat(timespec="seconds")
-        data.finished = datetime.fromtimestamp(last).astimezone().isoformat(timespec="seconds")
+        data.started, data.finished = _utc(first), _utc(last)
         span = last - first
         step = next((s for s in _STEPS if span / s <= 120), _STEPS[-1])
         buckets: Counter[int] = Counter(int((t - first) // step) for t in sent_at)
@@ -90,6 +89,10 @@ def collect(name: str, journal: Path, events: Path | None) -> ReportData:
                 domain = email.rpartition("@")[2].lower()
                 data.by_domain.setdefault(domain, Counter())[label] += 1
     return data
+
+
+def _utc(when: float) -> str:
+    return datetime.fromtimestamp(when, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def _label(kind: str, subtype: str | None) -> str:
