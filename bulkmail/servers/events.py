@@ -47,6 +47,7 @@ from bulkmail.signing import sns
 log = logging.getLogger("bulkmail.events")
 MAX_BODY = 256 * 1024  # SNS messages are at most 256 KB
 _MAX_FETCH = 64 * 1024
+_MAX_CERTS = 16
 Fetch = Callable[[str], Awaitable[bytes]]
 
 
@@ -203,6 +204,8 @@ class EventsServer:
         cert = self._certs.get(url)
         if cert is None:
             cert = sns.load_certificate(await self._fetch(url), self._clock())
+            if len(self._certs) >= _MAX_CERTS:  # SNS rotates rarely: drop the oldest
+                del self._certs[next(iter(self._certs))]
             self._certs[url] = cert
         return cert
 
