@@ -129,3 +129,9 @@ def test_campaign_guard_keys(make_campaign) -> None:  # type: ignore[no-untyped-
     with pytest.raises(ConfigError, match="key 'guard': needs 'events:'"):
         Campaign.from_file(path)
     assert Campaign.from_file(make_campaign()).guard is None
+
+
+def test_it_is_an_engine_guard() -> None:
+    from bulkmail.delivery.guards import Guard
+
+    assert isinstance(guard(FakeBooks(), FakeEvents()), Guard)

@@ -130,12 +130,12 @@ async def sync_suppression(
                 break
             token = next_token
         pulled = local.add(remote.values())
-        have = local.read()
+        have = local.addresses()
         complained = _complained(events)
-        missing = sorted(have - set(remote))
-        for email in missing:
-            why = "COMPLAINT" if email in complained else reason
-            body = orjson.dumps({"EmailAddress": email, "Reason": why})
+        missing = sorted(set(have) - set(remote))
+        for key in missing:
+            why = "COMPLAINT" if key in complained else reason
+            body = orjson.dumps({"EmailAddress": have[key], "Reason": why})
             await client.call("PUT", PATH, "", body)
     return SyncResult(
         pulled=len(pulled), pushed=len(missing), account=len(remote) + len(missing), local=len(have)

@@ -34,9 +34,16 @@ class SuppressionFile:
 
     def read(self) -> set[str]:
         """Every suppressed address, lower-cased (an absent file is empty)."""
+        return set(self.addresses())
+
+    def addresses(self) -> dict[str, str]:
+        """Lower-cased address -> the address as first written in the file."""
         if not self.path.exists():
-            return set()
-        return {key.lower() for key in read_suppressed(self.path)}
+            return {}
+        found: dict[str, str] = {}
+        for key in read_suppressed(self.path):
+            found.setdefault(key.lower(), key)
+        return found
 
     def add(self, addresses: Iterable[str]) -> list[str]:
         """Append the addresses not yet in the file; returns those written, in order.
