@@ -36,3 +36,17 @@ def test_concurrent_writers_never_duplicate(tmp_path: Path) -> None:
         t.join()
     lines = path.read_text().splitlines()
     assert sorted(lines) == sorted(emails)
+
+
+def test_long_lived_writers_see_what_the_other_appended(tmp_path: Path) -> None:
+    path = tmp_path / "s.txt"
+    a, b = SuppressionFile(path), SuppressionFile(path)
+    assert a.add(["x@example.org"]) == ["x@example.org"]
+    assert b.add(["y@example.org"]) == ["y@example.org"]  # b reads the whole file once
+    assert a.add(["Y@example.org", "z@example.org"]) == ["z@example.org"]  # a reads b's tail
+    with path.open("a") as f:
+        f.write("# by hand\nw@example.org\npartial@exa")  # a line still being written
+    assert b.add(["w@example.org", "z@example.org"]) == []
+    assert path.read_text().splitlines()[-1] == "partial@exa"
+    path.write_text("fresh@example.org\n")  # replaced by an editor: read again whole
+    assert a.add(["x@example.org", "fresh@example.org"]) == ["x@example.org"]

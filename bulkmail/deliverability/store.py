@@ -85,6 +85,12 @@ class EventStore:
 
     def add(self, sns_id: str, events: Sequence[Event], *, received_at: float) -> int:
         """Record the events of one SNS message (one transaction); returns how many were new."""
+        return self.add_many([(sns_id, events)], received_at=received_at)
+
+    def add_many(
+        self, messages: Sequence[tuple[str, Sequence[Event]]], *, received_at: float
+    ) -> int:
+        """Record the events of several SNS messages in one transaction (a group commit)."""
         self._conn.execute("BEGIN IMMEDIATE")
         try:
             before = self._conn.total_changes
@@ -93,6 +99,7 @@ class EventStore:
                 "detail, at, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     (sns_id, e.kind, e.message_id, e.email, e.subtype, e.detail, e.at, received_at)
+                    for sns_id, events in messages
                     for e in events
                 ],
             )

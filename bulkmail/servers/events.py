@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import sqlite3
 import ssl
 import time
 from collections import Counter
@@ -106,6 +107,8 @@ class EventsServer:
         self.url = ""
         self.stats: Counter[str] = Counter()
         self.suppressed: list[str] = []
+        self._pending: list[tuple[str, list[Event], asyncio.Future[None]]] = []
+        self._flusher: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> EventsServer:
         await self.start()
@@ -153,6 +156,8 @@ class EventsServer:
         runner, self._runner = self._runner, None
         if runner is not None:
             await runner.cleanup()
+        if self._flusher is not None:
+            await asyncio.wait([self._flusher])
         store, self._store = self._store, None
         if store is not None:
             await self._db(store.close)
@@ -234,13 +239,41 @@ class EventsServer:
             self.stats["ignored"] += 1  # signed and ours, but nothing to record: no retry
             log.warning("ignored a notification: %s", exc)
             return web.Response(status=200)
-        await self._db(self._record, str(message["MessageId"]), events)
+        try:
+            await self._record(str(message["MessageId"]), events)
+        except (OSError, sqlite3.Error) as exc:  # disk full, store unreadable: SNS retries
+            log.error("cannot record an event: %s", exc)
+            return web.Response(status=503, text="the event cannot be recorded now\n")
         return web.Response(status=200)
 
-    def _record(self, sns_id: str, events: list[Event]) -> None:
+    async def _record(self, sns_id: str, events: list[Event]) -> None:
+        """Recorded (store, then suppression file) before the answer; requests that arrive
+        while a batch is being written share the next one: one commit and one fsync."""
+        done = asyncio.get_running_loop().create_future()
+        self._pending.append((sns_id, events, done))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush())
+        await done
+
+    async def _flush(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending, []
+            try:
+                await self._db(self._write, [(sns_id, events) for sns_id, events, _ in batch])
+            except Exception as exc:
+                for *_, done in batch:
+                    if not done.done():
+                        done.set_exception(exc)
+            else:
+                for *_, done in batch:
+                    if not done.done():
+                        done.set_result(None)
+
+    def _write(self, messages: list[tuple[str, list[Event]]]) -> None:
         """In the store's thread: the event log first, then the suppression file."""
         assert self._store is not None
-        self._store.add(sns_id, events, received_at=self._clock())
+        self._store.add_many(messages, received_at=self._clock())
+        events = [event for _, batch in messages for event in batch]
         for event in events:
             name = f"{event.kind}:{event.subtype or 'Undetermined'}"
             self.stats[name if event.kind == "bounce" else event.kind] += 1
