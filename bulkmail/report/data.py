@@ -15,7 +15,7 @@ from pathlib import Path
 from bulkmail.books.reader import JournalReader
 from bulkmail.deliverability.store import EventStore
 
-_STEPS = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 21600, 86400)
+_STEPS = (0.1, 0.2, 0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 21600, 86400)
 
 
 @dataclass(slots=True)
@@ -31,7 +31,7 @@ class ReportData:
     counts: dict[str, int]
     started: str | None = None
     finished: str | None = None
-    bucket_s: int = 1
+    bucket_s: float = 1
     rate_series: list[tuple[float, float]] = field(default_factory=list)
     outcomes: Counter[tuple[str, str]] = field(default_factory=Counter)
     skip_codes: dict[str, int] = field(default_factory=dict)
@@ -77,7 +77,7 @@ def collect(name: str, journal: Path, events: Path | None) -> ReportData:
         buckets: Counter[int] = Counter(int((t - first) // step) for t in sent_at)
         data.bucket_s = step
         data.rate_series = [
-            (float(i * step), buckets.get(i, 0) / step) for i in range(max(buckets) + 1)
+            (round(i * step, 3), buckets.get(i, 0) / step) for i in range(max(buckets) + 1)
         ]
     if events is not None and events.is_file():
         with EventStore.open(events, readonly=True) as store:

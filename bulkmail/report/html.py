@@ -40,7 +40,7 @@ def _card(label: str, value: object) -> str:
     return f'<div class="card"><b>{escape(str(value))}</b><span>{escape(label)}</span></div>'
 
 
-def rate_chart(series: Sequence[tuple[float, float]], bucket_s: int) -> str:
+def rate_chart(series: Sequence[tuple[float, float]], bucket_s: float) -> str:
     """An SVG column chart of sends per second over time."""
     width, height, left, bottom = 760, 240, 48, 28
     if not series:
@@ -65,7 +65,7 @@ def rate_chart(series: Sequence[tuple[float, float]], bucket_s: int) -> str:
             f'<rect x="{left + i * bar:.2f}" y="{8 + plot_h - h:.2f}" '
             f'width="{max(bar - 1, 1):.2f}" height="{h:.2f}" fill="{RATE_COLOUR}"/>'
         )
-    end = series[-1][0] + bucket_s
+    end = round(series[-1][0] + bucket_s, 3)
     parts.append(f'<text x="{left}" y="{height - 8}">0 s</text>')
     parts.append(f'<text x="{width - 8}" y="{height - 8}" text-anchor="end">{end:g} s</text>')
     parts.append("</svg>")
@@ -135,7 +135,7 @@ def render(data: ReportData) -> str:
         f"<title>bulkmail report: {escape(data.name)}</title><style>{_CSS}</style></head><body>"
         f"<h1>{escape(data.name)}</h1><div class=sub>{escape(span)}</div>"
         f"<div class=cards>{cards}</div>"
-        f"<h2>Send rate (sends per second, {data.bucket_s} s buckets)</h2>"
+        f"<h2>Send rate (sends per second, {data.bucket_s:g} s buckets)</h2>"
         f"{rate_chart(data.rate_series, data.bucket_s)}"
         f"<h2>Outcomes by status and error code</h2>{bar_rows(outcomes)}"
         f"<h2>Attempts per recipient (retries and throttles)</h2>{bar_rows(attempts)}"

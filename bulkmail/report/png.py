@@ -23,7 +23,7 @@ def write_png(data: ReportData, path: Path) -> Path:
         ax.bar(xs, ys, width=data.bucket_s * 0.9, align="edge", color=RATE_COLOUR)
         ax.set_xlabel("seconds since the first send")
         ax.set_ylabel("sends per second")
-        ax.set_title(f"{data.name}: send rate ({data.bucket_s} s buckets)")
+        ax.set_title(f"{data.name}: send rate ({data.bucket_s:g} s buckets)")
         fig.tight_layout()
         fig.savefig(path)
     finally:
