@@ -119,9 +119,11 @@ class Signer:
         doc["Signature"] = sns.sign(doc, self.key, version)
         return doc
 
-    def confirmation(self, subscribe_url: str, *, version: str = "1") -> dict[str, Any]:
+    def confirmation(
+        self, subscribe_url: str, *, version: str = "1", kind: str = "SubscriptionConfirmation"
+    ) -> dict[str, Any]:
         doc: dict[str, Any] = {
-            "Type": "SubscriptionConfirmation",
+            "Type": kind,
             "MessageId": str(uuid.uuid4()),
             "Token": "tok-123",
             "TopicArn": TOPIC,

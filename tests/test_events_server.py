@@ -199,3 +199,14 @@ def test_a_csv_suppression_file_is_refused(tmp_path: Path) -> None:
     path.write_text(f"topics: [{TOPIC}]\nsuppress: s.csv\n")
     with pytest.raises(ConfigError, match="events.yaml:2: key 'suppress': must be a plain text"):
         EventsConfig.from_file(path)
+
+
+async def test_unsubscribe_confirmation_is_logged_not_fetched(peer: Peer) -> None:
+    doc = peer.signer.confirmation(
+        peer.host.base + "/confirm?Token=tok-9", kind="UnsubscribeConfirmation"
+    )
+    assert await peer.post(doc) == 200
+    assert peer.server.stats["unsubscribed"] == 1
+    assert peer.host.confirmed == []  # resubscribing is a person's decision
+    forged = {**doc, "Token": "other"}
+    assert await peer.post(forged) == 403

@@ -33,7 +33,7 @@ from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlsplit
 
-from bulkmail.deliverability.guard import GuardSettings, guard_settings
+from bulkmail.deliverability.settings import GuardSettings, guard_settings
 from bulkmail.errors import ConfigError
 from bulkmail.input._providerconfig import ProviderChecker, endpoint_url
 from bulkmail.input._yamlconfig import (

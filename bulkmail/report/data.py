@@ -15,7 +15,27 @@ from pathlib import Path
 from bulkmail.books.reader import JournalReader
 from bulkmail.deliverability.store import EventStore
 
-_STEPS = (0.1, 0.2, 0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 21600, 86400)
+_STEPS = (
+    0.1,
+    0.2,
+    0.5,
+    1,
+    2,
+    5,
+    10,
+    15,
+    30,
+    60,
+    120,
+    300,
+    600,
+    900,
+    1800,
+    3600,
+    7200,
+    21600,
+    86400,
+)
 
 
 @dataclass(slots=True)
