@@ -99,6 +99,7 @@ async def test_chromium_renders_the_page(ran: Campaign, tmp_path: Path) -> None:
     assert chart > 500, f"only {chart} pixels of the chart colour"
 
 
+@pytest.mark.slow  # importing matplotlib takes seconds
 async def test_png_of_the_chart(ran: Campaign, tmp_path: Path) -> None:
     pytest.importorskip("matplotlib")
     html, png = write_report(ran, tmp_path / "r.html", png=True)

@@ -52,6 +52,7 @@ class JournalReader:
 
     @classmethod
     def open(cls, path: Path) -> JournalReader:
+        """Open ``path`` read-only; :class:`JournalError` if it is missing or not a journal."""
         path = Path(path)
         if not path.is_file():
             raise JournalError(f"{path}: no journal here (has the campaign run yet?)")
@@ -93,7 +94,7 @@ class JournalReader:
         return [message_id for (message_id,) in cursor]
 
     def rows(self) -> Iterator[BookRow]:
-        """Every recipient row in line order (list rows skipped at import are in :meth:`skips`)."""
+        """Every recipient row in line order (rows skipped at import: :meth:`skip_codes`)."""
         cursor = self._conn.execute(
             "SELECT id, email, state, message_id, error_code, attempts, first_attempt_at, "
             "finished_at FROM rows ORDER BY id"
