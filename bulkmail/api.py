@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -139,6 +140,7 @@ async def run_campaign(
             at_most_once=at_most_once,
             max_concurrency=campaign.concurrency or 512,
             limiter=pacer,
+            outage_wait=campaign.outage_wait,
         )
         deliverability = campaign_guard(campaign)  # the campaign's own bounce/complaint rates
         try:
@@ -199,6 +201,7 @@ async def _run_list(
             daily_limit=daily_limit,
             guards=guards,
         )
+        sender.breaker.on_pause = functools.partial(setattr, run.progress, "paused")
         if on_start is not None:
             on_start(run.progress)
         summary = await run.run()

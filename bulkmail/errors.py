@@ -13,8 +13,10 @@ exceptions. An exception means the whole campaign cannot start or cannot go on::
         ├── FatalProviderError           bad key or signature, sender not verified, account
         │                                paused: nothing more will succeed
         ├── QuotaExhausted               daily quota used up: resumable later
-        └── InternalError                a bug (ours, or in an injected provider) stopped
-                                         the run; rows in flight count as possibly sent
+        ├── InternalError                a bug (ours, or in an injected provider) stopped
+        │                                the run; rows in flight count as possibly sent
+        └── ProviderUnavailable          the provider could not be reached for
+                                         ``outage_wait``: rows stay pending, resumable
 
 Transport failures of a single attempt are mapped to outcomes inside the providers, at the
 one boundary where a library's error becomes ours.
@@ -89,6 +91,11 @@ class InternalError(CampaignStopped):
     """
 
 
+class ProviderUnavailable(CampaignStopped):
+    """The provider could not be reached through a whole ``outage_wait`` (refused, DNS,
+    connect timeouts): nothing was charged to any recipient; run again to resume."""
+
+
 __all__ = [
     "BulkmailError",
     "CampaignStopped",
@@ -97,5 +104,6 @@ __all__ = [
     "FatalProviderError",
     "InternalError",
     "JournalError",
+    "ProviderUnavailable",
     "QuotaExhausted",
 ]

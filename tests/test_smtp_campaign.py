@@ -387,7 +387,7 @@ def test_wrong_password_stops_the_cli_and_never_shows_the_password(
     code = main([str(path), "--json"])
 
     out, err = capsys.readouterr()
-    assert code == 1
+    assert code == 2  # a campaign-wide stop before anything was sent
     summary = json.loads(out.strip().splitlines()[-1])
     assert summary["stop_kind"] == "fatal" and summary["complete"] is False
     assert summary["counts"].get("sent", 0) == 0

@@ -30,6 +30,11 @@ def _send_parser() -> argparse.ArgumentParser:
     p.add_argument("--results", help="results JSONL path (default beside the campaign)")
     p.add_argument("--journal", help="journal path (default beside the campaign)")
     p.add_argument("--concurrency", type=int, help="upper bound on requests in flight")
+    p.add_argument(
+        "--outage-wait",
+        help="how long to wait out a provider that cannot be reached (refused, DNS) before "
+        "stopping with rows pending, e.g. 90s or 10m (default 10m)",
+    )
     p.add_argument("--dry-run", action="store_true", help="validate and render, send nothing")
     p.add_argument("--json", action="store_true", help="print a JSON summary as the last line")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress, only errors")
@@ -54,7 +59,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if args.rate is not None:
         out["rate"] = "auto" if args.rate == "auto" else _number(args.rate, "--rate")
-    for key in ("endpoint", "results", "journal", "concurrency"):
+    for key in ("endpoint", "results", "journal", "concurrency", "outage_wait"):
         value = getattr(args, key, None)
         if value is not None:
             out[key] = value
@@ -160,10 +165,14 @@ def cmd_send(argv: Sequence[str], out: TextIO, err: TextIO) -> int:
         )
     if summary.stopped:
         print(f"stopped: {summary.stopped}", file=err)
-        if summary.stop_kind in ("quota", "interrupted"):
+        if summary.stop_kind in ("quota", "interrupted", "paused", "unavailable") or c.get(
+            "pending", 0
+        ):
             print("resume later with:\n  " + _resume_command(argv), file=err)
     if args.json:
         out.write(orjson.dumps(summary.as_dict()).decode() + "\n")
+    if summary.stop_kind in ("fatal", "unavailable") and not summary.sent_this_run:
+        return 2  # a campaign-wide problem (bad key, untrusted certificate) before any send
     return summary.exit_code
 
 
@@ -194,6 +203,12 @@ def cmd_check(argv: Sequence[str], out: TextIO, err: TextIO) -> int:
     return _print_check(api.check_campaign(args.campaign), args.json, out)
 
 
+def _pause_text(progress: Any) -> str:
+    """``paused: provider unreachable; next try in 8s`` while an outage is waited out."""
+    paused = getattr(progress, "paused", None)
+    return f"[yellow]paused: {paused}" if paused else ""
+
+
 class _Progress:
     """A rich progress bar (sent, rate, ETA, errors) polling the engine's counters."""
 
@@ -207,11 +222,12 @@ class _Progress:
             TextColumn("{task.completed}/{task.total}"),
             TextColumn("{task.fields[rate]:.0f}/s"),
             TextColumn("failed {task.fields[failed]}"),
+            TextColumn("{task.fields[pause]}"),
             TimeRemainingColumn(),
             console=Console(file=out),
             transient=False,
         )
-        self._task_id = self._bar.add_task("sending", total=None, rate=0.0, failed=0)
+        self._task_id = self._bar.add_task("sending", total=None, rate=0.0, failed=0, pause="")
         self._poller: asyncio.Task[None] | None = None
         self._progress: Any = None
 
@@ -229,6 +245,7 @@ class _Progress:
             total=total,
             rate=progress.rate,
             failed=progress.failed,
+            pause=_pause_text(progress),
         )
 
     async def _poll(self) -> None:

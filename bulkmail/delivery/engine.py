@@ -28,7 +28,7 @@ from bulkmail.books.base import NO_RECOVERY, Books, PendingRow, Recovery, RowOut
 from bulkmail.delivery.guards import Guard
 from bulkmail.delivery.progress import Progress, StopKind, Summary
 from bulkmail.delivery.sender import Delivery, Sender, Status
-from bulkmail.errors import CampaignStopped, InternalError, QuotaExhausted
+from bulkmail.errors import CampaignStopped, InternalError, ProviderUnavailable, QuotaExhausted
 from bulkmail.intake.base import Batch, Intake
 from bulkmail.mail.message import Message
 
@@ -352,6 +352,8 @@ class CampaignRun:
         stopped = self.sender.stopped or self._limit_stop
         if isinstance(stopped, QuotaExhausted):
             return str(stopped), "quota"
+        if isinstance(stopped, ProviderUnavailable):
+            return str(stopped), "unavailable"
         if isinstance(stopped, CampaignStopped):
             return str(stopped), "fatal"
         if self._paused is not None:

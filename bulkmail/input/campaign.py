@@ -26,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,7 +58,8 @@ MAX_BODY_BYTES = 10 * 1024 * 1024  #: text/html files (and the campaign file) ab
 MAX_ATTACHMENT_BYTES = 40 * 1024 * 1024  #: SES's ceiling for a whole message; no provider is higher
 
 _TOP_KEYS = (
-    "name", "provider", "rate", "daily_limit", "concurrency", "max_attempts", "from", "reply_to",
+    "name", "provider", "rate", "daily_limit", "concurrency", "max_attempts", "outage_wait",
+    "from", "reply_to",
     "subject", "text", "html", "recipients", "suppress", "results", "journal",
     "configuration_set", "tags", "headers", "unsubscribe", "template", "attachments",
     "attachment_column", "source_arn", "from_arn", "return_path_arn", "return_path", "directmail",
@@ -66,6 +68,27 @@ _TOP_KEYS = (
 _SES_NAME = pattern(r"[A-Za-z0-9_-]{1,64}", "must be 1-64 of A-Z a-z 0-9 _ -")  # sets, templates
 _TAG_NAME = pattern(r"[A-Za-z0-9_-]{1,256}", "tag names must be 1-256 of A-Z a-z 0-9 _ -")
 _TAG_VALUE = pattern(r"[A-Za-z0-9_-]{1,256}", "must be 1-256 of A-Z a-z 0-9 _ -")
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(s|m|h)?")
+
+
+def _or(value: float | None, default: float) -> float:
+    return default if value is None else value
+
+
+def duration(value: Any) -> float:
+    """Seconds from ``90``, ``"90s"``, ``"10m"`` or ``"1h"``.
+
+    >>> duration("10m"), duration(30)
+    (600.0, 30.0)
+    """
+    if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
+        return float(value)
+    match = _DURATION.fullmatch(str(value).strip()) if isinstance(value, str) else None
+    if match is None:
+        raise Bad(f"must be seconds or a duration like '10m' or '90s', got {describe(value)}")
+    return float(match.group(1)) * {"s": 1, "m": 60, "h": 3600}[match.group(2) or "s"]
+
+
 _ARN = pattern(r"arn:aws[a-z-]*:ses:[a-z0-9-]+:\d{12}:identity/\S+", "must be an SES identity ARN")
 
 
@@ -89,6 +112,8 @@ class Campaign:
     daily_limit: int | None
     concurrency: int | None
     max_attempts: int
+    #: Seconds to wait out a provider that cannot be reached before stopping (rows pending).
+    outage_wait: float = 600.0
     sender: str
     reply_to: tuple[str, ...]
     subject: str
@@ -256,6 +281,9 @@ class _CampaignChecker(ProviderChecker):
             "daily_limit": self.get(m, "daily_limit", integer(1)),
             "concurrency": flags.get("concurrency", concurrency),
             "max_attempts": 5 if max_attempts is None else max_attempts,
+            "outage_wait": flags.get(
+                "outage_wait", _or(self.get(m, "outage_wait", duration), 600.0)
+            ),
             "sender": self.require(m, "from", mailbox),
             "reply_to": tuple(
                 self.check(r, f"reply_to[{i}]", mailbox)
@@ -299,6 +327,7 @@ class _CampaignChecker(ProviderChecker):
             "rate": _rate,
             "endpoint": endpoint_url,
             "concurrency": integer(1),
+            "outage_wait": duration,
             "results": lambda value: cwd_file(value).absolute(),
             "journal": lambda value: cwd_file(value).absolute(),
         }

@@ -51,6 +51,7 @@ from bulkmail.providers._httpbase import _PooledHttpProvider
 from bulkmail.providers.base import Outcome, Quota, Verdict
 from bulkmail.providers.config import ProviderSetup
 from bulkmail.providers.errors import scrub, transport_outcome
+from bulkmail.providers.http import PoolOptions
 from bulkmail.signing.aliyun import (
     AlibabaCredentials,
     percent_encode,
@@ -120,6 +121,7 @@ class DirectMailProvider(_PooledHttpProvider):
         version: str = "2015-11-23",
         max_connections: int = 256,
         timeout: float = 30.0,
+        pool_options: PoolOptions | None = None,
         clock: Callable[[], float] = time.time,
         nonce: Callable[[], str] = lambda: uuid.uuid4().hex,
         address_type: int = 1,
@@ -130,7 +132,9 @@ class DirectMailProvider(_PooledHttpProvider):
         if version not in VERSIONS:
             raise ValueError(f"DirectMail version must be one of {', '.join(VERSIONS)}")
         base = endpoint if endpoint is not None else endpoint_for(region)
-        self._init_endpoint(base, max_connections=max_connections, timeout=timeout)
+        self._init_endpoint(
+            base, max_connections=max_connections, timeout=timeout, pool_options=pool_options
+        )
         if address_type not in (0, 1):
             raise ValueError("address_type must be 0 (random account) or 1 (sender address)")
         if click_trace is not None and click_trace not in ("0", "1"):
@@ -322,11 +326,8 @@ class DirectMailProvider(_PooledHttpProvider):
         doc = json_object(data)
         if status == 200:
             env_id = doc.get("EnvId") if doc is not None else None
-            if env_id:
-                return Outcome(Verdict.SENT, message_id=str(env_id))
-            return Outcome(
-                Verdict.AMBIGUOUS, error_code="BadResponse", error="200 without an EnvId"
-            )
+            # A 200 is DirectMail taking the message; an unreadable body does not undo that.
+            return Outcome(Verdict.SENT, message_id=str(env_id) if env_id else None)
         return self._error_outcome(status, headers, data, doc)
 
     def _error_outcome(
