@@ -9,6 +9,7 @@ the settling of in-flight rows) done at open, the read-only counts and the atomi
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 import sqlite3
@@ -22,9 +23,10 @@ import orjson
 
 from bulkmail.errors import JournalError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 STATES = ("pending", "in_flight", "sent", "failed", "skipped", "uncertain")
 SUPPRESSED = "the address is on the suppression list"
+GUARANTEES = {False: "at-least-once", True: "at-most-once"}
 IN_CLAUSE = 500  # keys per "IN (...)" lookup, well under SQLite's variable limit
 
 _SCHEMA = f"""
@@ -34,7 +36,8 @@ CREATE TABLE meta (
     list_hash TEXT NOT NULL,
     created_at TEXT NOT NULL,
     imported_through INTEGER NOT NULL DEFAULT 0,
-    finished_import INTEGER NOT NULL DEFAULT 0
+    finished_import INTEGER NOT NULL DEFAULT 0,
+    guarantee TEXT                          -- 'at-least-once' | 'at-most-once', set at first run
 );
 CREATE TABLE rows (
     id INTEGER PRIMARY KEY,                 -- the list line number
@@ -48,7 +51,8 @@ CREATE TABLE rows (
     error_code TEXT,
     error TEXT,
     first_attempt_at TEXT,
-    finished_at TEXT
+    finished_at TEXT,
+    retryable INTEGER                       -- failed rows: 1 transport/5xx/throttled, 0 refused
 );
 -- (state, rowid): pending() and recovery seek straight to their rows, counts() reads only it
 CREATE INDEX rows_state ON rows(state);
@@ -68,20 +72,33 @@ MARK = (
     "UPDATE rows SET state = 'in_flight', first_attempt_at = coalesce(first_attempt_at, ?) "
     "WHERE id = ? AND state = 'pending'"
 )
-# ?1 state ?2 message_id ?3 error_code ?4 error ?5 attempts ?6 possible_duplicate (NULL: keep)
-# ?7 final? ?8 attempted? ?9 now ?10 id. Rows already in a final state are never touched:
+# ?1 state ?2 message_id ?3 error_code ?4 error ?5 attempts ?6 possible_duplicate ?7 final?
+# ?8 attempted? ?9 now ?10 id ?11 retryable. Rows already in a final state are never touched:
 # a late or repeated outcome cannot turn a sent row back into a pending one.
+# possible_duplicate is never cleared. ?6 = 1 sets it; ?6 NULL ("not known") on a row given
+# back to pending after this run wrote an attempt (?5 above the stored count) sets it too:
+# a row never goes from in flight back to *plain* pending unless the caller says (?6 = 0)
+# that every answer proved the message was refused. (SET expressions read the old values.)
 RECORD = """
 UPDATE rows SET state = ?1,
     message_id = coalesce(?2, message_id),
     error_code = CASE WHEN ?7 THEN ?3 ELSE coalesce(?3, error_code) END,
     error = CASE WHEN ?7 THEN ?4 ELSE coalesce(?4, error) END,
     attempts = max(attempts, ?5),
-    possible_duplicate = coalesce(?6, possible_duplicate),
+    possible_duplicate = CASE
+        WHEN ?6 = 1 THEN 1
+        WHEN ?6 IS NULL AND ?1 = 'pending' AND ?5 > attempts THEN 1
+        ELSE possible_duplicate END,
     first_attempt_at = CASE WHEN ?8 THEN coalesce(first_attempt_at, ?9) ELSE first_attempt_at END,
-    finished_at = CASE WHEN ?7 THEN ?9 ELSE finished_at END
+    finished_at = CASE WHEN ?7 THEN ?9 ELSE finished_at END,
+    retryable = CASE WHEN ?7 THEN ?11 ELSE retryable END
 WHERE id = ?10 AND state IN ('pending', 'in_flight')
 """
+_MIGRATE_1_TO_2 = (
+    "ALTER TABLE meta ADD COLUMN guarantee TEXT",
+    "ALTER TABLE rows ADD COLUMN retryable INTEGER",
+)
+_INTERRUPTED = "the run ended while this request was in flight: it may have been sent"
 _EXPORT = """
 SELECT id, email, state, message_id, error_code, error, attempts, possible_duplicate,
        first_attempt_at, finished_at FROM rows
@@ -129,13 +146,60 @@ def unlock(fd: int) -> None:
     os.close(fd)
 
 
+# -- the reserve: space given back when the disk fills -----------------------------------
+
+
+def make_reserve(path: Path, size: int) -> Path | None:
+    """Make sure ``path`` holds ``size`` bytes on disk (``None`` when ``size`` is 0)."""
+    if size <= 0:
+        return None
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            if os.fstat(fd).st_size < size:
+                try:
+                    os.posix_fallocate(fd, 0, size)
+                except OSError as exc:  # a file system without fallocate: write the bytes
+                    if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL):
+                        raise
+                    os.pwrite(fd, b"\xff" * size, 0)
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        raise JournalError(
+            f"{path}: cannot set aside {size >> 20} MiB beside the journal ({exc.strerror}); "
+            "the disk is full or not writable: free some space and run again"
+        ) from exc
+    return path
+
+
+def drop_reserve(path: Path | None) -> bool:
+    """Delete the reserve to free its space; ``False`` if there was none left to give."""
+    if path is None:
+        return False
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        return False
+    return True
+
+
 # -- opening: format and hash checks ----------------------------------------------------
 
 
-def configure(conn: sqlite3.Connection) -> None:
-    """Connection settings; run outside a transaction (journal_mode cannot change in one)."""
+def configure(conn: sqlite3.Connection, synchronous: str = "FULL") -> None:
+    """Connection settings; run outside a transaction (journal_mode cannot change in one).
+
+    ``FULL`` syncs the WAL on every commit, so a committed transaction survives power loss
+    (``NORMAL`` survives only a crash of the process). Group commits make it nearly free.
+    """
+    if synchronous not in ("FULL", "NORMAL"):
+        raise ValueError(f"synchronous must be FULL or NORMAL, not {synchronous!r}")
     conn.execute("PRAGMA journal_mode = WAL")
-    conn.execute("PRAGMA synchronous = NORMAL")  # FULL would be needed for power loss
+    conn.execute(f"PRAGMA synchronous = {synchronous}")
     conn.execute("PRAGMA cache_size = -32000")
     conn.execute("PRAGMA temp_store = MEMORY")
 
@@ -146,13 +210,16 @@ def prepare(
     campaign_hash: str,
     list_hash: str,
     on_change: str,
+    at_most_once: bool,
     now: Callable[[], str],
 ) -> None:
-    """Create the schema in an empty file, or check the format and hashes of an existing one.
+    """Create the schema in an empty file, or check the format, hashes and delivery guarantee
+    of an existing one (a format-1 journal is upgraded in place).
 
     Runs inside the caller's transaction. ``on_change`` is as for :meth:`Journal.open`.
     """
     version = conn.execute("PRAGMA user_version").fetchone()[0]
+    guarantee = GUARANTEES[at_most_once]
     if version == 0:
         if conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
             raise JournalError(f"{path}: exists and is not a bulkmail journal")
@@ -160,17 +227,33 @@ def prepare(
             if statement.strip():
                 conn.execute(statement)
         conn.execute(
-            "INSERT INTO meta (one, campaign_hash, list_hash, created_at) VALUES (1, ?, ?, ?)",
-            (campaign_hash, list_hash, now()),
+            "INSERT INTO meta (one, campaign_hash, list_hash, created_at, guarantee) "
+            "VALUES (1, ?, ?, ?, ?)",
+            (campaign_hash, list_hash, now(), guarantee),
         )
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        return
+    if version == 1:  # before the stored guarantee: this run's becomes the campaign's
+        for statement in _MIGRATE_1_TO_2:
+            conn.execute(statement)
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
     elif version != SCHEMA_VERSION:
         raise JournalError(
             f"{path}: journal format {version} is not supported "
             f"(this bulkmail writes format {SCHEMA_VERSION})"
         )
-    else:
-        _check_hashes(conn, path, campaign_hash, list_hash, on_change, now)
+    if _check_hashes(conn, path, campaign_hash, list_hash, on_change, now):
+        conn.execute("UPDATE meta SET guarantee = NULL")  # started over: a new campaign
+    stored = conn.execute("SELECT guarantee FROM meta").fetchone()[0]
+    if stored is None:
+        conn.execute("UPDATE meta SET guarantee = ?", (guarantee,))
+    elif stored != guarantee:
+        flag = "with" if stored == GUARANTEES[True] else "without"
+        raise JournalError(
+            f"{path}: this campaign was started {stored} and its delivery guarantee is "
+            f"fixed at the first run; run again {flag} --at-most-once to continue. To change "
+            "it, start a new journal (--journal NEW_PATH): everyone is sent to again."
+        )
 
 
 def _check_hashes(
@@ -180,7 +263,8 @@ def _check_hashes(
     list_hash: str,
     on_change: str,
     now: Callable[[], str],
-) -> None:
+) -> bool:
+    """Compare the stored hashes; ``True`` when ``on_change="restart"`` emptied the journal."""
     old_campaign, old_list = conn.execute("SELECT campaign_hash, list_hash FROM meta").fetchone()
     changed = [
         what
@@ -194,7 +278,7 @@ def _check_hashes(
         if differs
     ]
     if not changed:
-        return
+        return False
     if on_change == "restart":
         for table in ("rows", "skips", "suppressed"):
             conn.execute(f"DELETE FROM {table}")
@@ -203,7 +287,8 @@ def _check_hashes(
             "imported_through = 0, finished_import = 0",
             (campaign_hash, list_hash, now()),
         )
-    elif on_change == "force":
+        return True
+    if on_change == "force":
         if old_list != list_hash:
             # Rows are resumed by line number: a list edited above the resume point would
             # shift lines and silently skip people. Refuse rather than guess.
@@ -215,13 +300,13 @@ def _check_hashes(
                 "the suppression file instead: it is read again on every run."
             )
         conn.execute("UPDATE meta SET campaign_hash = ?", (campaign_hash,))
-    else:
-        raise JournalError(
-            f"{path}: {' and '.join(changed)} changed since this journal was "
-            "started. Run again with --restart to start over (everyone is sent to "
-            "again) or --force to continue with the new content (recipients already "
-            "sent to are not sent to again)."
-        )
+        return False
+    raise JournalError(
+        f"{path}: {' and '.join(changed)} changed since this journal was "
+        "started. Run again with --restart to start over (everyone is sent to "
+        "again) or --force to continue with the new content (recipients already "
+        "sent to are not sent to again)."
+    )
 
 
 def read_meta(conn: sqlite3.Connection) -> tuple[int, bool, bool]:
@@ -234,27 +319,48 @@ def read_meta(conn: sqlite3.Connection) -> tuple[int, bool, bool]:
 
 
 def recover(
-    conn: sqlite3.Connection, at_most_once: bool, now: Callable[[], str]
-) -> tuple[int, int, int]:
-    """Settle rows left ``in_flight`` by a run that died: ``(ambiguous, requeued, uncertain)``."""
+    conn: sqlite3.Connection, at_most_once: bool, retry_failed: str, now: Callable[[], str]
+) -> tuple[int, int, int, int, int]:
+    """Settle the rows at open: ``(ambiguous, requeued, uncertain, retried, held)``.
+
+    Rows left ``in_flight`` by a run that died are possibly sent: ``pending`` flagged
+    ``possible_duplicate``, or ``uncertain`` at most once. ``retry_failed`` (``"none"``,
+    ``"retryable"``, ``"all"``) puts failed rows back to ``pending`` (keeping their attempts,
+    their last error and their flag). At most once, any pending row flagged
+    ``possible_duplicate`` (by an older bulkmail, or failed and retried) is held as
+    ``uncertain``: it is never sent again.
+    """
     ambiguous: int = conn.execute("SELECT count(*) FROM rows WHERE state = 'in_flight'").fetchone()[
         0
     ]
-    if not ambiguous:
-        return 0, 0, 0
-    if at_most_once:
-        conn.execute(
+    requeued = uncertain = 0
+    if ambiguous and at_most_once:
+        uncertain = conn.execute(
             "UPDATE rows SET state = 'uncertain', finished_at = ?, "
             "error_code = coalesce(error_code, 'interrupted'), error = coalesce(error, "
-            "'the run ended while this request was in flight: it may have been sent') "
-            "WHERE state = 'in_flight'",
+            f"{_INTERRUPTED!r}) WHERE state = 'in_flight'",
             (now(),),
-        )
-        return ambiguous, 0, ambiguous
-    conn.execute(
-        "UPDATE rows SET state = 'pending', possible_duplicate = 1 WHERE state = 'in_flight'"
-    )
-    return ambiguous, ambiguous, 0
+        ).rowcount
+    elif ambiguous:
+        requeued = conn.execute(
+            "UPDATE rows SET state = 'pending', possible_duplicate = 1 WHERE state = 'in_flight'"
+        ).rowcount
+    retried = 0
+    if retry_failed != "none":
+        which = "" if retry_failed == "all" else " AND retryable = 1"
+        retried = conn.execute(
+            f"UPDATE rows SET state = 'pending', finished_at = NULL WHERE state = 'failed'{which}"
+        ).rowcount
+    held = 0
+    if at_most_once:
+        held = conn.execute(
+            "UPDATE rows SET state = 'uncertain', finished_at = ?, "
+            "error_code = coalesce(error_code, 'possible_duplicate'), error = coalesce(error, "
+            "'an earlier attempt may have been sent, and this campaign sends at most once') "
+            "WHERE state = 'pending' AND possible_duplicate = 1",
+            (now(),),
+        ).rowcount
+    return ambiguous, requeued, uncertain, retried, held
 
 
 # -- values in and out ------------------------------------------------------------------

@@ -31,6 +31,7 @@ need ``synchronous=FULL`` at a cost on every commit. Nothing secret is stored.
 from __future__ import annotations
 
 import contextlib
+import errno
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -49,6 +50,9 @@ from bulkmail.errors import JournalError
 BENIGN_SKIP_CODES = frozenset({"duplicate", "suppressed"})
 _FINAL = frozenset({"sent", "failed", "skipped", "uncertain"})
 _ATTEMPTED = frozenset({"sent", "failed", "uncertain"})
+#: Bytes set aside beside the journal, given back when the disk fills (see Journal.record).
+RESERVE_BYTES = 4 << 20
+RetryFailed = Literal["none", "retryable", "all"]
 
 
 class RecipientLike(Protocol):
@@ -99,16 +103,29 @@ class RowOutcome:
     error_code: str | None = None
     error: str | None = None
     attempts: int = 0  # the row's total so far; the journal keeps the maximum it has seen
-    possible_duplicate: bool | None = None  # None: leave as is
+    #: True: flag it; False: this run's answers prove nothing arrived; None: not known (a row
+    #: given back to pending after an attempt is then flagged). The flag is never cleared.
+    possible_duplicate: bool | None = None
+    #: For ``failed``: could a later run succeed (transport, 5xx, throttling) or did the
+    #: provider refuse this recipient (False)? Read by ``retry_failed``.
+    retryable: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Recovery:
-    """Rows found ``in_flight`` at open: the last run died while they were being sent."""
+    """How rows were settled at open.
+
+    ``ambiguous`` rows were found ``in_flight`` (the last run died while they were being
+    sent): ``requeued`` as possible duplicates or held ``uncertain``. ``retried`` failed rows
+    went back to pending (``retry_failed``); ``held`` pending rows flagged possible duplicate
+    were held ``uncertain`` because the campaign sends at most once.
+    """
 
     ambiguous: int
     requeued: int
     uncertain: int
+    retried: int = 0
+    held: int = 0
 
 
 class SkipRow(TypedDict):
@@ -131,6 +148,7 @@ class Journal:
         self._imported_through = 0
         self._finished_import = False
         self._has_suppressed = False
+        self._reserve: Path | None = None
 
     # -- opening and closing ------------------------------------------------------------
 
@@ -143,13 +161,23 @@ class Journal:
         list_hash: str,
         on_change: Literal["refuse", "restart", "force"] = "refuse",
         at_most_once: bool = False,
+        retry_failed: RetryFailed = "none",
+        synchronous: Literal["FULL", "NORMAL"] = "FULL",
+        reserve: int = RESERVE_BYTES,
         clock: Callable[[], float] = time.time,
     ) -> tuple[Journal, Recovery]:
-        """Open (or create) the journal at ``path``, lock it, and recover in-flight rows.
+        """Open (or create) the journal at ``path``, lock it, and settle its rows.
 
         If the campaign or list hash differs from the stored one: ``"refuse"`` raises
         :class:`JournalError`, ``"restart"`` empties the journal, ``"force"`` stores the new
         hashes and continues (already-sent keys are still never sent again).
+
+        ``at_most_once`` is stored at the first run and fixed for the campaign: another
+        value later raises :class:`JournalError`. ``retry_failed`` puts failed rows back to
+        pending: ``"retryable"`` those that failed for a reason a later run may not meet
+        (transport, 5xx, throttling), ``"all"`` also those the provider refused. ``reserve``
+        bytes are set aside in ``PATH.reserve`` and given back when the disk fills, so the
+        outcomes of requests already sent can still be recorded.
         """
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -161,10 +189,13 @@ class Journal:
             raise JournalError(f"{path}: cannot open the journal: {exc}") from exc
         journal = cls(conn, lock_fd, path, clock)
         try:
-            store.configure(conn)
+            journal._reserve = store.make_reserve(Path(f"{path}.reserve"), reserve)
+            store.configure(conn, synchronous)
             with journal._tx():
-                store.prepare(conn, path, campaign_hash, list_hash, on_change, journal._now)
-                recovery = Recovery(*store.recover(conn, at_most_once, journal._now))
+                store.prepare(
+                    conn, path, campaign_hash, list_hash, on_change, at_most_once, journal._now
+                )
+                recovery = Recovery(*store.recover(conn, at_most_once, retry_failed, journal._now))
                 (journal._imported_through, journal._finished_import, journal._has_suppressed) = (
                     store.read_meta(conn)
                 )
@@ -334,7 +365,20 @@ class Journal:
                 )
 
     def record(self, outcomes: Sequence[RowOutcome]) -> None:
-        """Record outcomes in one transaction. Rows already final are left untouched."""
+        """Record outcomes in one transaction. Rows already final are left untouched.
+
+        On a full disk the reserve is given back and the transaction tried once more: these
+        are answers to requests already sent, and losing them would send them again.
+        """
+        try:
+            self._record(outcomes)
+        except JournalFull:
+            if not store.drop_reserve(self._reserve):
+                raise
+            self._reserve = None
+            self._record(outcomes)
+
+    def _record(self, outcomes: Sequence[RowOutcome]) -> None:
         now = self._now()
         with self._tx():
             self._conn.executemany(
@@ -351,6 +395,7 @@ class Journal:
                         o.state in _ATTEMPTED or o.attempts > 0,
                         now,
                         o.id,
+                        o.retryable,
                     )
                     for o in outcomes
                 ),
@@ -390,20 +435,46 @@ class Journal:
 
     @contextlib.contextmanager
     def _tx(self) -> Iterator[None]:
+        conn = self._conn
         try:
-            self._conn.execute("BEGIN IMMEDIATE")
+            conn.execute("BEGIN IMMEDIATE")
             try:
                 yield
+                conn.execute("COMMIT")
             except BaseException:
-                if self._conn.in_transaction:
-                    self._conn.execute("ROLLBACK")
+                # Also when COMMIT itself fails (disk full, I/O error): SQLite may leave the
+                # transaction open, and the next BEGIN would fail or commit it half-done.
+                if conn.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        conn.execute("ROLLBACK")
                 raise
-            self._conn.execute("COMMIT")
-        except sqlite3.Error as exc:  # disk full, I/O error: ours to report, not a traceback
+        except (sqlite3.Error, OSError) as exc:  # disk full, I/O error: ours to report
+            if (
+                getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
+                or getattr(exc, "errno", None) == errno.ENOSPC
+                or "disk is full" in str(exc)
+            ):
+                raise JournalFull(
+                    f"{self.path}: the disk holding the journal is full ({exc}); free some "
+                    "space and run again"
+                ) from exc
             raise JournalError(f"{self.path}: the journal cannot be written: {exc}") from exc
 
     def _now(self) -> str:
         return store.timestamp(self._clock())
+
+
+class JournalFull(JournalError):
+    """The journal could not be written because its disk is full."""
+
+
+def timestamp(seconds: float) -> str:
+    """The journal's time format (UTC, milliseconds, ``Z``), for other books to share.
+
+    >>> timestamp(0)
+    '1970-01-01T00:00:00.000Z'
+    """
+    return store.timestamp(seconds)
 
 
 def _line(item: RecipientLike) -> int:
@@ -416,9 +487,13 @@ def _duplicate(r: RecipientLike, first_line: int) -> tuple[int, str, str, str]:
 
 __all__ = [
     "BENIGN_SKIP_CODES",
+    "RESERVE_BYTES",
     "Journal",
+    "JournalFull",
     "PendingRow",
     "Recovery",
+    "RetryFailed",
     "RowOutcome",
     "SkipRow",
+    "timestamp",
 ]
