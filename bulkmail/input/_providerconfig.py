@@ -27,6 +27,7 @@ from bulkmail.input._yamlconfig import (
     one_line,
     pattern,
 )
+from bulkmail.providers.directmail import campaign_problems
 from bulkmail.providers.smtp import SMTP_PRESETS
 
 PROVIDERS = ("ses", "directmail", "smtp")
@@ -166,6 +167,18 @@ class ProviderChecker(Checker):
             elif name in m:
                 self.bad(f"directmail.{name}", "is used only with mode: batch")
         return out
+
+    def directmail_limits(
+        self, sender: str | None, subject: str | None, headers: list[str], m: dict[str, Any]
+    ) -> None:
+        """DirectMail's own limits on what every message shares (alias, fixed subject,
+        headers), refused here with the key and line rather than by every send."""
+        if sender is None:
+            return
+        for key, problem in campaign_problems(sender=sender, subject=subject, header_names=headers):
+            if key == "headers" and "headers" not in m:
+                key = "unsubscribe"  # only the List-Unsubscribe pair
+            self.bad(key, f"{problem} (provider directmail)")
 
 
 def endpoint_url(value: Any) -> str:

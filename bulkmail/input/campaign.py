@@ -228,7 +228,7 @@ class _CampaignChecker(ProviderChecker):
         if "template" in m and isinstance(m["template"], dict) and "name" not in m["template"]:
             self.bad("template", "needs 'name: <stored template name>'")
         reply_to = m.get("reply_to", [])
-        return {
+        fields: dict[str, Any] = {
             "path": self.path,
             "name": self.get(m, "name", one_line) or stem,
             "provider": provider,
@@ -263,6 +263,11 @@ class _CampaignChecker(ProviderChecker):
             "return_path": self.get(m, "return_path", address),
             "directmail": MappingProxyType(directmail),
         }
+        if pname == "directmail" and not stored:
+            shared = [*fields["headers"], *(["List-Unsubscribe"] if unsubscribe else [])]
+            shared += ["List-Unsubscribe-Post"] if "url" in unsubscribe else []
+            self.directmail_limits(fields["sender"], subject, shared, m)
+        return fields
 
     def flags(self, overrides: dict[str, Any]) -> dict[str, Any]:
         """Command-line overrides, checked like the file but named by their flag.
