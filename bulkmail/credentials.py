@@ -80,3 +80,6 @@ def alibaba_from_env(environ: Mapping[str, str] | None = None) -> AlibabaCredent
             "ALIBABA_CLOUD_ACCESS_KEY_SECRET (and ALIBABA_CLOUD_SECURITY_TOKEN for STS)"
         )
     return AlibabaCredentials(key_id, secret, token)
+
+
+__all__ = ["alibaba_from_env", "aws_from_env"]

@@ -23,11 +23,11 @@ from aiohttp import web
 from aiolimiter import AsyncLimiter
 
 from bulkmail.mail.message import Message
+from bulkmail.pacing.calls import batch_limiter
 from bulkmail.providers.base import Verdict
 from bulkmail.providers.directmail import (
     REGION_ENDPOINTS,
     DirectMailProvider,
-    batch_limiter,
     classify_directmail_error,
     endpoint_for,
 )

@@ -35,7 +35,6 @@ import errno
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, Protocol, TypedDict
@@ -44,11 +43,16 @@ import orjson
 
 from bulkmail.books import _journal_store as store
 from bulkmail.books._journal_store import SUPPRESSED
+from bulkmail.books.base import (
+    BENIGN_SKIP_CODES,
+    FINAL_STATES,
+    PendingRow,
+    Recovery,
+    RowOutcome,
+)
 from bulkmail.errors import JournalError
 
-#: Skip codes that are expected housekeeping rather than a problem with the list.
-BENIGN_SKIP_CODES = frozenset({"duplicate", "suppressed"})
-_FINAL = frozenset({"sent", "failed", "skipped", "uncertain"})
+_FINAL = FINAL_STATES
 _ATTEMPTED = frozenset({"sent", "failed", "uncertain"})
 #: Bytes set aside beside the journal, given back when the disk fills (see Journal.record).
 RESERVE_BYTES = 4 << 20
@@ -79,53 +83,6 @@ class RejectedLike(Protocol):
     def code(self) -> str: ...
     @property
     def reason(self) -> str: ...
-
-
-@dataclass(frozen=True, slots=True)
-class PendingRow:
-    """A recipient to send to; ``id`` is the journal's handle (equal to ``line``)."""
-
-    id: int
-    line: int
-    email: str
-    fields: Mapping[str, Any]
-    possible_duplicate: bool
-    attempts: int
-
-
-@dataclass(frozen=True, slots=True)
-class RowOutcome:
-    """What happened to one row. ``state="pending"`` gives it back: definitely not sent."""
-
-    id: int
-    state: str
-    message_id: str | None = None
-    error_code: str | None = None
-    error: str | None = None
-    attempts: int = 0  # the row's total so far; the journal keeps the maximum it has seen
-    #: True: flag it; False: this run's answers prove nothing arrived; None: not known (a row
-    #: given back to pending after an attempt is then flagged). The flag is never cleared.
-    possible_duplicate: bool | None = None
-    #: For ``failed``: could a later run succeed (transport, 5xx, throttling) or did the
-    #: provider refuse this recipient (False)? Read by ``retry_failed``.
-    retryable: bool | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Recovery:
-    """How rows were settled at open.
-
-    ``ambiguous`` rows were found ``in_flight`` (the last run died while they were being
-    sent): ``requeued`` as possible duplicates or held ``uncertain``. ``retried`` failed rows
-    went back to pending (``retry_failed``); ``held`` pending rows flagged possible duplicate
-    were held ``uncertain`` because the campaign sends at most once.
-    """
-
-    ambiguous: int
-    requeued: int
-    uncertain: int
-    retried: int = 0
-    held: int = 0
 
 
 class SkipRow(TypedDict):

@@ -51,3 +51,6 @@ def cmd_sandbox(argv: Sequence[str], out: TextIO, err: TextIO) -> int:
     except KeyboardInterrupt:
         pass
     return 0
+
+
+__all__ = ["cmd_sandbox"]

@@ -241,3 +241,6 @@ class _Progress:
             self._poller.cancel()
             self._refresh()  # the last frame shows the final counts
         self._bar.stop()
+
+
+__all__ = ["cmd_check", "cmd_send"]

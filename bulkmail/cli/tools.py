@@ -55,3 +55,6 @@ def cmd_smtp_password(argv: Sequence[str], out: TextIO, err: TextIO) -> int:
     else:
         print(ses_smtp_password(secret, args.region, version=4), file=out)
     return 0
+
+
+__all__ = ["cmd_smtp_password"]

@@ -15,7 +15,7 @@ campaign file is a change to the checker only. The lists are sent in the order g
 call each.
 
 Pacing: BatchSendMail allows 20 calls per 60 s (10 outside China); every *attempt*, retries
-included, goes through :func:`~bulkmail.providers.directmail.batch_limiter`. Answers:
+included, goes through :func:`~bulkmail.pacing.calls.batch_limiter`. Answers:
 
 ========== ===========================================================================
 sent       the line says ``sent`` with the ``EnvId``
@@ -65,8 +65,9 @@ from bulkmail.delivery.engine import Summary
 from bulkmail.delivery.sender import RetryPolicy
 from bulkmail.errors import CampaignStopped, ConfigError, FatalProviderError, QuotaExhausted
 from bulkmail.input.campaign import Campaign
+from bulkmail.pacing.calls import batch_limiter
 from bulkmail.providers.base import Outcome, Verdict
-from bulkmail.providers.directmail import DirectMailProvider, batch_limiter
+from bulkmail.providers.directmail import DirectMailProvider
 
 
 @dataclass(slots=True, frozen=True, kw_only=True)

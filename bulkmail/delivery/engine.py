@@ -1,252 +1,147 @@
-"""The campaign pipeline: recipients → journal → render → sender → journal.
+"""The pipeline: intake → compose → pacer → provider → books.
 
-One event loop does the sending; one worker thread owns the SQLite journal and the list
-reader, so a commit or a chunk of CSV parsing never stalls the requests in flight::
+The engine knows its collaborators only through their seams — an
+:class:`~bulkmail.intake.base.Intake` hands out pending rows, a compose function turns a row
+into a :class:`~bulkmail.mail.message.Message`, a :class:`~bulkmail.delivery.sender.Sender`
+paces (through a :class:`~bulkmail.pacing.base.Pacer`) and retries against a provider, and
+:class:`~bulkmail.books.base.Books` keep every outcome::
 
-    list file ──(journal thread: parse, dedupe, insert)──► pending rows
-        ──(loop: render)──► queue ──(journal thread: mark in flight, group commit)──►
-        gate + limiter ──► provider.send ──► outcome buffer ──(group commit)──► journal
+    intake ──batches──► compose ──► queue ──(books: mark in flight, one step per batch)──►
+        gate + pacer ──► provider.send ──► outcome buffer ──(books: group record)──► settle
 
-A recipient is durably *in flight* before its request leaves and its outcome is committed
-within ``flush_interval`` of the answer. A crash therefore leaves at worst a few rows in
-flight; the next run treats exactly those as ambiguous (``possible_duplicate`` or, with
-``at_most_once``, ``uncertain``).
+A recipient is durably *in flight* before its request leaves and its outcome is recorded
+within ``flush_interval`` of the answer; a batch is settled with its intake once every row
+in it has a final outcome recorded. A crash therefore leaves at worst a few rows in flight,
+which whoever recovers the books treats as ambiguous (``possible_duplicate`` or, under
+at-most-once, ``uncertain``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import time
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
 
-from bulkmail.books.journal import Journal, PendingRow, Recovery, RowOutcome
-from bulkmail.delivery.sender import Delivery, RetryPolicy, Sender, Status
+from bulkmail.books.base import NO_RECOVERY, Books, PendingRow, Recovery, RowOutcome
+from bulkmail.delivery.guards import Guard
+from bulkmail.delivery.progress import Progress, StopKind, Summary
+from bulkmail.delivery.sender import Delivery, Sender, Status
 from bulkmail.errors import CampaignStopped, FatalProviderError, QuotaExhausted
-from bulkmail.input.campaign import Campaign
-from bulkmail.input.compose import Composer
-from bulkmail.input.recipients import (
-    Recipient,
-    Rejected,
-    list_fingerprint,
-    read_recipients,
-    read_suppressed,
-)
-from bulkmail.input.render import RenderProblem
+from bulkmail.intake.base import Batch, Intake
 from bulkmail.mail.message import Message
 
-T = TypeVar("T")
 
-
-@dataclass(slots=True)
-class Progress:
-    """Live counters for this run, read by the CLI's progress display."""
-
-    started_at: float = field(default_factory=time.monotonic)
-    first_send_at: float | None = None
-    last_send_at: float | None = None
-    imported: int = 0
-    import_done: bool = False
-    sent: int = 0
-    failed: int = 0
-    skipped: int = 0
-    uncertain: int = 0
-    requeued: int = 0
-    #: Rows found pending in the journal and resumed by this run.
-    resumed: int = 0
-    already_done: int = 0
+class Unsendable(Protocol):
+    """Why a row cannot become a message (a template variable it lacks, a bad header)."""
 
     @property
-    def rate(self) -> float:
-        if self.first_send_at is None or self.last_send_at is None or self.sent < 2:
-            return 0.0
-        span = self.last_send_at - self.first_send_at
-        return (self.sent - 1) / span if span > 0 else 0.0
-
-
-@dataclass(slots=True, frozen=True)
-class Summary:
-    """What a campaign run did, and where the books stand now.
-
-    ``counts`` are the journal's totals over every run of this campaign; ``sent_this_run``
-    and ``rate`` describe this run only.
-    """
-
-    name: str
-    counts: dict[str, int]
-    sent_this_run: int
-    duration: float
-    rate: float
-    recovery: Recovery
-    results: str
-    journal: str
-    stopped: str | None = None
-    stop_kind: Literal["fatal", "quota", "interrupted"] | None = None
-    problem_skips: int = 0
-    #: Seconds from the start of the run to the first accepted send (None: nothing sent).
-    first_send_s: float | None = None
-
+    def code(self) -> str: ...
     @property
-    def complete(self) -> bool:
-        c = self.counts
-        return not (c.get("pending", 0) or c.get("in_flight", 0) or c.get("uncertain", 0))
+    def reason(self) -> str: ...
 
-    @property
-    def exit_code(self) -> int:
-        """0 when every recipient was sent (or deliberately skipped), else 1."""
-        if not self.complete or self.counts.get("failed", 0) or self.problem_skips:
-            return 1
-        return 0
 
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "campaign": self.name,
-            "counts": self.counts,
-            "sent_this_run": self.sent_this_run,
-            "duration_s": round(self.duration, 3),
-            "rate_per_s": round(self.rate, 2),
-            "possible_duplicates": self.counts.get("possible_duplicate", 0),
-            "uncertain": self.counts.get("uncertain", 0),
-            "recovered_in_flight": self.recovery.ambiguous,
-            "complete": self.complete,
-            "stopped": self.stopped,
-            "stop_kind": self.stop_kind,
-            "results": self.results,
-            "journal": self.journal,
-            "exit_code": self.exit_code,
-            "first_send_s": None if self.first_send_s is None else round(self.first_send_s, 3),
-        }
+#: Turns a pending row into its message, or says why it cannot be sent.
+Compose = Callable[[PendingRow], "Message | Unsendable"]
+
+
+@dataclass(slots=True, eq=False)
+class _Open:
+    """A batch handed out by the intake whose rows do not all have an outcome yet."""
+
+    batch: Batch
+    remaining: int
+    complete: bool = True  # False once a row is given back: never settle it
+
+
+_Item = tuple[PendingRow, Message, _Open]
 
 
 class CampaignRun:
-    """One run of a campaign against a provider (injected), resuming from its journal.
+    """One run of the pipeline over whatever the intake hands out.
 
-    >>> async def main(campaign: Campaign, provider: Provider) -> None:  # doctest: +SKIP
-    ...     summary = await CampaignRun(campaign, provider).run()
+    >>> async def main(intake: Intake, books: Books, compose: Compose,
+    ...                sender: Sender) -> None:                          # doctest: +SKIP
+    ...     summary = await CampaignRun(intake=intake, books=books, compose=compose,
+    ...                                 sender=sender, name="news").run()
     ...     print(summary.counts)
 
     ``stop`` is an event the caller sets to drain (Ctrl-C): no new recipient starts,
-    answers in flight are awaited up to ``grace`` seconds, then the journal is saved.
+    answers in flight are awaited up to ``grace`` seconds, then the books are flushed.
+    ``guards`` are polled every ``guard_interval`` seconds; a reason pauses the run.
     """
 
     def __init__(
         self,
-        campaign: Campaign,
-        provider: Any,
         *,
-        rate: float | None = None,
-        on_change: Literal["refuse", "restart", "force"] = "refuse",
-        at_most_once: bool = False,
+        intake: Intake,
+        books: Books,
+        compose: Compose,
+        sender: Sender,
+        name: str = "",
+        recovery: Recovery = NO_RECOVERY,
         stop: asyncio.Event | None = None,
         grace: float = 10.0,
         chunk: int = 500,
         flush_interval: float = 0.05,
-        sender: Sender | None = None,
+        queue_depth: int | None = None,
         daily_limit: int | None = None,
+        guards: Sequence[Guard] = (),
+        guard_interval: float = 2.0,
     ) -> None:
-        self.campaign = campaign
-        self.provider = provider
-        effective_rate = rate if rate is not None else campaign.rate
-        if effective_rate is None:
-            raise ValueError("rate is 'auto': resolve it from the provider's quota first")
-        self.sender = sender or Sender(
-            provider,
-            rate=effective_rate,
-            retry=RetryPolicy(max_attempts=campaign.max_attempts),
-            at_most_once=at_most_once,
-            max_concurrency=campaign.concurrency or 512,
-        )
-        self.on_change = on_change
-        self.at_most_once = at_most_once
+        self.intake = intake
+        self.books = books
+        self.compose = compose
+        self.sender = sender
+        self.name = name
+        self.recovery = recovery
         self.stop_event = stop or asyncio.Event()
         self.grace = grace
         self.chunk = chunk
         self.flush_interval = flush_interval
-        self.daily_limit = daily_limit if daily_limit is not None else campaign.daily_limit
-        self.progress = Progress()
-        self.composer = Composer.for_campaign(campaign)
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix="bulkmail-journal")
-        self._journal: Journal | None = None
+        self.daily_limit = daily_limit
+        self.guards = tuple(guards)
+        self.guard_interval = guard_interval
+        self.progress = Progress(requeued=recovery.requeued)
         self._outcomes: list[RowOutcome] = []
+        self._ready: list[Batch] = []  # every row final; settle after the next record
         self._tasks: set[asyncio.Task[None]] = set()
-        # Raw messages are built when composed: bound what waits in the queue by bytes too
-        # (64 MiB), so a campaign with a 10 MB attachment cannot hold gigabytes ahead.
-        size = self.composer.raw_size_hint
-        depth = 4 * chunk if size is None else max(16, min(4 * chunk, (64 << 20) // size))
-        self._queue: asyncio.Queue[tuple[PendingRow, Message] | None] = asyncio.Queue(maxsize=depth)
+        self._queue: asyncio.Queue[_Item | None] = asyncio.Queue(maxsize=queue_depth or 4 * chunk)
         self._dispatched = 0
         self._interrupted = False
+        self._paused: str | None = None
         self._limit_stop: QuotaExhausted | None = None
-
-    async def _db(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """Run ``fn`` in the journal thread. Once submitted, the work is never cancelled:
-        cancelling a queued executor job would silently drop a batch of outcomes (seen as
-        rows left in flight after a clean run). Jobs run in submission order."""
-        loop = asyncio.get_running_loop()
-        job = loop.run_in_executor(self._executor, functools.partial(fn, *args, **kwargs))
-        return await asyncio.shield(job)
-
-    @property
-    def _j(self) -> Journal:
-        assert self._journal is not None
-        return self._journal
+        # Set by anything that ends dispatching (Ctrl-C, a pause, a provider stop): wakes a
+        # dispatcher waiting on an empty queue while the intake waits for more work.
+        self._halt = asyncio.Event()
 
     async def run(self) -> Summary:
-        campaign = self.campaign
-        # Whole-file problems (missing file, no email column) surface here, before the
-        # journal exists and before anything is sent.
-        await self._db(self._preflight)
-        list_hash = await self._db(self._list_hash)
-        self._journal, recovery = await self._db(
-            Journal.open,
-            campaign.journal,
-            campaign_hash=campaign.content_hash(),
-            list_hash=list_hash,
-            on_change=self.on_change,
-            at_most_once=self.at_most_once,
-        )
+        counts = await self.books.counts()
+        self.progress.already_done = counts.get("sent", 0)
+        helpers = [asyncio.create_task(self._watch_stop()), asyncio.create_task(self._flush_loop())]
+        if self.guards:
+            helpers.append(asyncio.create_task(self._watch_guards()))
+        producer = asyncio.create_task(self._produce())
         try:
-            counts = await self._db(self._j.counts)
-            self.progress.already_done = counts.get("sent", 0)
-            self.progress.requeued = recovery.requeued
-            stop_watch = asyncio.create_task(self._watch_stop())
-            flusher = asyncio.create_task(self._flush_loop())
-            producer = asyncio.create_task(self._produce())
-            try:
-                await self._dispatch()
-            finally:
-                if not producer.done():
-                    producer.cancel()
-                # Drain and flush before any error of the reader or the flusher surfaces:
-                # sends already under way must be recorded, and must not outlive the journal.
-                await asyncio.wait([producer])
-                await self._drain_tasks()
-                stop_watch.cancel()
-                flusher.cancel()
-                await asyncio.wait([flusher])
-                await self._flush()
-                for task in (producer, flusher):
-                    if not task.cancelled() and task.exception() is not None:
-                        raise task.exception()  # type: ignore[misc]
-            return await self._finish(recovery)
+            await self._dispatch()
         finally:
-            journal, self._journal = self._journal, None
-            if journal is not None:
-                await self._db(journal.close)
-            self._executor.shutdown(wait=False)
+            if not producer.done():
+                producer.cancel()
+            # Drain and flush before any error of the intake or the books surfaces: sends
+            # already under way must be recorded, and must not outlive the books.
+            await asyncio.wait([producer])
+            await self._drain_tasks()
+            for task in helpers:
+                task.cancel()
+            await asyncio.wait(helpers)
+            await self._flush()
+            for task in (producer, *helpers):
+                if not task.cancelled() and task.exception() is not None:
+                    raise task.exception()  # type: ignore[misc]
+        return await self._finish()
 
-    def _preflight(self) -> None:
-        next(iter(read_recipients(self.campaign.recipients)), None)
-
-    def _list_hash(self) -> str:
-        # The suppression file is not part of it: it may grow between runs (it is read
-        # again on every run) without --force.
-        return list_fingerprint(self.campaign.recipients)
-
-    # -- producer: resume pending rows, then stream the rest of the list --------------------
+    # -- producer: what the intake hands out, composed ----------------------------------------
 
     async def _produce(self) -> None:
         try:
@@ -261,67 +156,46 @@ class CampaignRun:
         await self._queue.put(None)
 
     async def _produce_rows(self) -> None:
-        if self.campaign.suppress is not None:
-            # Read on every run, before anything pending is resumed: someone who
-            # unsubscribed between two runs is never mailed by the second.
-            await self._db(self._load_suppressed)
-        after = 0
-        while not self._stopping:
-            rows = await self._db(self._j.pending, after_id=after, limit=self.chunk)
-            if not rows:
-                break
-            after = rows[-1].id
-            self.progress.resumed += len(rows)
-            await self._enqueue(rows)
-        if not self._j.finished_import:
-            reader = read_recipients(
-                self.campaign.recipients, start_after_line=self._j.imported_through
-            )
-            while not self._stopping:
-                rows, last = await self._db(self._import_chunk, reader)
-                self.progress.imported += len(rows)
-                await self._enqueue(rows)
-                if last:
-                    break
-        self.progress.import_done = True
+        batches = self.intake.batches()
+        try:
+            async for batch in batches:
+                if batch.resumed:
+                    self.progress.resumed += len(batch.rows)
+                else:
+                    self.progress.imported += len(batch.rows)
+                await self._enqueue(batch)
+                if self._stopping:
+                    return
+            self.progress.import_done = True
+        finally:
+            aclose = getattr(batches, "aclose", None)  # an async generator: end it now
+            if aclose is not None:
+                await aclose()
 
-    def _load_suppressed(self) -> int:
-        assert self.campaign.suppress is not None
-        return self._j.load_suppressed(read_suppressed(self.campaign.suppress))
-
-    def _import_chunk(
-        self, reader: Iterator[Recipient | Rejected]
-    ) -> tuple[list[PendingRow], bool]:
-        """Runs in the journal thread: parse up to one chunk of the list and insert it."""
-        recipients: list[Recipient] = []
-        rejected: list[Rejected] = []
-        through = self._j.imported_through
-        last = True
-        for item in reader:
-            through = item.line
-            if isinstance(item, Recipient):
-                recipients.append(item)
-            else:
-                rejected.append(item)
-            if len(recipients) + len(rejected) >= self.chunk:
-                last = False
-                break
-        rows = self._j.add_rows(recipients, rejected, through_line=through, last=last)
-        return rows, last
-
-    async def _enqueue(self, rows: list[PendingRow]) -> None:
-        for row in rows:
-            recipient = Recipient(line=row.line, email=row.email, key="", fields=row.fields)
-            rendered = self.composer.compose(recipient, key=row.id)
-            if isinstance(rendered, RenderProblem):
+    async def _enqueue(self, batch: Batch) -> None:
+        open_ = _Open(batch, len(batch.rows))
+        if not batch.rows:
+            self._ready.append(batch)
+        for row in batch.rows:
+            composed = self.compose(row)
+            if not isinstance(composed, Message):
                 self.progress.skipped += 1
-                self._outcomes.append(
-                    RowOutcome(row.id, "skipped", error_code=rendered.code, error=rendered.reason)
+                self._settle_row(
+                    open_,
+                    RowOutcome(row.id, "skipped", error_code=composed.code, error=composed.reason),
                 )
                 continue
-            await self._queue.put((row, rendered))
+            await self._queue.put((row, composed, open_))
 
-    # -- dispatcher: mark a batch in flight (one commit), then hand each to the sender -------
+    def _settle_row(self, open_: _Open, outcome: RowOutcome) -> None:
+        self._outcomes.append(outcome)
+        if outcome.state == "pending":
+            open_.complete = False
+        open_.remaining -= 1
+        if open_.remaining == 0 and open_.complete:
+            self._ready.append(open_.batch)
+
+    # -- dispatcher: mark a batch in flight (one step), then hand each to the sender -------
 
     @property
     def _stopping(self) -> bool:
@@ -329,6 +203,7 @@ class CampaignRun:
             self.stop_event.is_set()
             or self.sender.stopped is not None
             or self._limit_stop is not None
+            or self._paused is not None
         )
 
     async def _dispatch(self) -> None:
@@ -348,19 +223,19 @@ class CampaignRun:
             batch = self._apply_daily_limit(batch)
             if not batch:
                 break
-            await self._db(self._j.mark_in_flight, [row.id for row, _ in batch])
-            for index, (row, message) in enumerate(batch):
-                if self.stop_event.is_set() or self.sender.stopped is not None:
+            await self.books.mark_in_flight([row.id for row, _, _ in batch])
+            for index, (row, message, open_) in enumerate(batch):
+                if self._stopping and self._limit_stop is None:
                     self._give_back(batch[index:])
                     break
                 await self.sender.acquire_slot()
-                task = asyncio.create_task(self._deliver(row, message))
+                task = asyncio.create_task(self._deliver(row, message, open_))
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
 
-    async def _next_item(self) -> tuple[PendingRow, Message] | None:
+    async def _next_item(self) -> _Item | None:
         getter = asyncio.ensure_future(self._queue.get())
-        stopper = asyncio.ensure_future(self.stop_event.wait())
+        stopper = asyncio.ensure_future(self._halt.wait())
         try:
             await asyncio.wait({getter, stopper}, return_when=asyncio.FIRST_COMPLETED)
         finally:
@@ -370,9 +245,7 @@ class CampaignRun:
         getter.cancel()
         return None
 
-    def _apply_daily_limit(
-        self, batch: list[tuple[PendingRow, Message]]
-    ) -> list[tuple[PendingRow, Message]]:
+    def _apply_daily_limit(self, batch: list[_Item]) -> list[_Item]:
         if self.daily_limit is None:
             self._dispatched += len(batch)
             return batch
@@ -383,23 +256,28 @@ class CampaignRun:
                 f"daily limit of {self.daily_limit} recipients reached for this run",
                 code="DailyLimit",
             )
+            self._halt.set()
             batch = batch[:room]
         self._dispatched += len(batch)
         return batch
 
-    def _give_back(self, items: list[tuple[PendingRow, Message]]) -> None:
-        for row, _ in items:
-            self._outcomes.append(RowOutcome(row.id, "pending"))
+    def _give_back(self, items: list[_Item]) -> None:
+        for row, _, open_ in items:
+            self._settle_row(open_, RowOutcome(row.id, "pending"))
 
-    async def _deliver(self, row: PendingRow, message: Message) -> None:
+    async def _deliver(self, row: PendingRow, message: Message, open_: _Open) -> None:
         try:
             delivery: Delivery = await self.sender.send_in_slot(message)
         except Exception as exc:  # a bug below us: stop rather than fail everyone alike
-            # The row stays in flight: the next run treats it as possibly sent.
+            # The row stays in flight: whoever recovers the books treats it as possibly sent.
             self.sender.stop(
                 FatalProviderError(f"internal error while sending: {type(exc).__name__}: {exc}")
             )
+            open_.complete = False
+            self._halt.set()
             return
+        if self.sender.stopped is not None:
+            self._halt.set()
         progress = self.progress
         if delivery.status is Status.SENT:
             now = time.monotonic()
@@ -411,7 +289,8 @@ class CampaignRun:
             progress.failed += 1
         elif delivery.status is Status.UNCERTAIN:
             progress.uncertain += 1
-        self._outcomes.append(
+        self._settle_row(
+            open_,
             RowOutcome(
                 row.id,
                 delivery.status.value,
@@ -420,17 +299,22 @@ class CampaignRun:
                 error=delivery.error,
                 attempts=row.attempts + delivery.attempts,
                 possible_duplicate=True if delivery.possible_duplicate else None,
-            )
+            ),
         )
         if len(self._outcomes) >= self.chunk:
             await self._flush()
 
-    # -- journal group commits, shutdown ---------------------------------------------------
+    # -- group records, guards, shutdown ---------------------------------------------------
 
     async def _flush(self) -> None:
-        if self._outcomes:
-            batch, self._outcomes = self._outcomes, []
-            await self._db(self._j.record, batch)
+        if not (self._outcomes or self._ready):
+            return
+        outcomes, self._outcomes = self._outcomes, []
+        ready, self._ready = self._ready, []
+        if outcomes:
+            await self.books.record(outcomes)
+        for batch in ready:
+            await self.intake.settle(batch)
 
     async def _flush_loop(self) -> None:
         while True:
@@ -441,11 +325,22 @@ class CampaignRun:
         await self.stop_event.wait()
         self._interrupted = True
         self.sender.drain()
+        self._halt.set()
+
+    async def _watch_guards(self) -> None:
+        while True:
+            await asyncio.sleep(self.guard_interval)
+            for guard in self.guards:
+                reason = await guard.check()
+                if reason is not None:
+                    self._paused = reason
+                    self.sender.drain()
+                    self._halt.set()
+                    return
 
     async def _drain_tasks(self) -> None:
         if self.sender.stopped is not None:
             self.sender.drain()
-        # Wake the dispatcher's consumers: leftover queued rows simply stay pending.
         if self._tasks:
             _, late = await asyncio.wait(set(self._tasks), timeout=self.grace)
             for task in late:
@@ -453,33 +348,38 @@ class CampaignRun:
             if late:
                 await asyncio.wait(late)
 
-    async def _finish(self, recovery: Recovery) -> Summary:
-        await self._db(self._j.export_results, self.campaign.results)
-        counts = await self._db(self._j.counts)
+    def _stop_kind(self) -> tuple[str | None, StopKind | None]:
         stopped = self.sender.stopped or self._limit_stop
-        kind: Literal["fatal", "quota", "interrupted"] | None = None
         if isinstance(stopped, QuotaExhausted):
-            kind = "quota"
-        elif isinstance(stopped, CampaignStopped):
-            kind = "fatal"
-        elif self._interrupted:
-            kind = "interrupted"
-        problem_skips = await self._db(self._j.problem_skip_count)
+            return str(stopped), "quota"
+        if isinstance(stopped, CampaignStopped):
+            return str(stopped), "fatal"
+        if self._paused is not None:
+            return f"paused: {self._paused}", "paused"
+        if self._interrupted:
+            return "interrupted", "interrupted"
+        return None, None
+
+    async def _finish(self) -> Summary:
+        counts = await self.books.counts()
+        stopped, kind = self._stop_kind()
+        progress = self.progress
         return Summary(
-            name=self.campaign.name,
+            name=self.name,
             counts=counts,
-            sent_this_run=self.progress.sent,
-            duration=time.monotonic() - self.progress.started_at,
-            rate=self.progress.rate,
-            recovery=recovery,
-            results=str(self.campaign.results),
-            journal=str(self.campaign.journal),
-            stopped=str(stopped) if stopped else ("interrupted" if self._interrupted else None),
+            sent_this_run=progress.sent,
+            duration=time.monotonic() - progress.started_at,
+            rate=progress.rate,
+            recovery=self.recovery,
+            stopped=stopped,
             stop_kind=kind,
-            problem_skips=problem_skips,
+            problem_skips=await self.books.problem_skips(),
             first_send_s=(
                 None
-                if self.progress.first_send_at is None
-                else self.progress.first_send_at - self.progress.started_at
+                if progress.first_send_at is None
+                else progress.first_send_at - progress.started_at
             ),
         )
+
+
+__all__ = ["CampaignRun", "Compose", "Progress", "Summary", "Unsendable"]

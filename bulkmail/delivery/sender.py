@@ -27,6 +27,7 @@ from types import TracebackType
 from bulkmail.delivery.gate import Gate
 from bulkmail.errors import CampaignStopped, FatalProviderError, QuotaExhausted
 from bulkmail.mail.message import Message
+from bulkmail.pacing.base import Pacer
 from bulkmail.pacing.local import RateLimiter
 from bulkmail.providers.base import Outcome, Provider, Verdict
 
@@ -59,6 +60,9 @@ class Delivery:
     error: str | None = None
     attempts: int = 0
     possible_duplicate: bool = False
+    #: For ``FAILED``: the last answer was not the provider refusing this recipient
+    #: (transport, 5xx, throttling that ran out of attempts): a later run may succeed.
+    retryable: bool = False
 
     @property
     def ok(self) -> bool:
@@ -111,13 +115,13 @@ class Sender:
         retry: RetryPolicy | None = None,
         at_most_once: bool = False,
         max_concurrency: int = 512,
-        limiter: RateLimiter | None = None,
+        limiter: Pacer | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rng: random.Random | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.provider = provider
-        self.limiter = limiter if limiter is not None else RateLimiter(rate)
+        self.limiter: Pacer = limiter if limiter is not None else RateLimiter(rate)
         self.retry = retry or RetryPolicy()
         self.at_most_once = at_most_once
         self._gate = Gate(lambda: self.limiter.effective_rate, floor=8, cap=max_concurrency)
@@ -305,6 +309,7 @@ class Sender:
     def _final(status: Status, outcome: Outcome, attempts: int, dup: bool) -> Delivery:
         return Delivery(
             status,
+            retryable=status is Status.FAILED and outcome.verdict is not Verdict.REJECTED,
             error_code=outcome.error_code,
             error=outcome.error,
             attempts=attempts,
@@ -320,3 +325,6 @@ class Sender:
             attempts=attempts,
             possible_duplicate=dup,
         )
+
+
+__all__ = ["Delivery", "RetryPolicy", "Sender", "Status"]

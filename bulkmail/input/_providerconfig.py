@@ -14,7 +14,6 @@ through :data:`bulkmail.providers.smtp.SMTP_PRESETS`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -27,10 +26,12 @@ from bulkmail.input._yamlconfig import (
     one_line,
     pattern,
 )
+from bulkmail.providers._smtp_replies import SMTP_PRESETS
+from bulkmail.providers.config import ProviderConfig
 from bulkmail.providers.directmail import campaign_problems
-from bulkmail.providers.smtp import SMTP_PRESETS
+from bulkmail.providers.registry import PROVIDER_NAMES
 
-PROVIDERS = ("ses", "directmail", "smtp")
+PROVIDERS = PROVIDER_NAMES
 #: Which providers each key applies to (the others refuse it); top level, then under provider.
 TOP_KEY_PROVIDERS = {
     "configuration_set": ("ses", "smtp"), "tags": ("ses", "smtp"), "return_path": ("ses", "smtp"),
@@ -52,28 +53,6 @@ _ENV_NAME = pattern(r"[A-Za-z_][A-Za-z0-9_]*", "must be an environment variable 
 _HOST = pattern(
     r"[A-Za-z0-9.-]{1,253}|\[[0-9A-Fa-f:.]+\]", "must be a host name, 'ses' or 'directmail'"
 )
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class ProviderConfig:
-    """Where and how to send: ``ses`` | ``directmail`` | ``smtp``, with defaults filled in.
-
-    For SMTP the host presets ``ses`` and ``directmail`` are resolved to the real host name
-    for ``region`` (``email-smtp.us-east-1.amazonaws.com``, ``smtpdm.aliyun.com``), and ``port``
-    defaults from ``tls`` (587 starttls, 465 implicit, 25 none).
-    """
-
-    name: str
-    region: str | None
-    endpoint: str | None  # None: the provider's public endpoint; "sandbox": embedded emulator
-    api: str = "v2"
-    version: str = "2015-11-23"
-    host: str | None = None
-    port: int | None = None
-    tls: str = "starttls"
-    username: str | None = None
-    password_env: str | None = None
-    pool: int = 4
 
 
 class ProviderChecker(Checker):

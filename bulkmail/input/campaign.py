@@ -35,7 +35,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from bulkmail.errors import ConfigError
-from bulkmail.input._providerconfig import ProviderChecker, ProviderConfig, endpoint_url
+from bulkmail.input._providerconfig import ProviderChecker, endpoint_url
 from bulkmail.input._yamlconfig import (
     Bad,
     address,
@@ -50,6 +50,7 @@ from bulkmail.input._yamlconfig import (
     scalar_text,
     string,
 )
+from bulkmail.providers.config import Identity, ProviderConfig, ProviderSetup
 
 MAX_BODY_BYTES = 10 * 1024 * 1024  #: text/html files (and the campaign file) above this are refused
 MAX_ATTACHMENT_BYTES = 40 * 1024 * 1024  #: SES's ceiling for a whole message; no provider is higher
@@ -118,6 +119,29 @@ class Campaign:
     return_path_arn: str | None
     return_path: str | None
     directmail: Mapping[str, Any]
+
+    @property
+    def mode(self) -> str:
+        """``single`` (one call per recipient) or ``batch`` (DirectMail console lists)."""
+        return str(self.directmail.get("mode", "single"))
+
+    def provider_setup(
+        self, *, endpoint: str | None = None, environ: Mapping[str, str] | None = None
+    ) -> ProviderSetup:
+        """What the provider registry builds this campaign's provider from."""
+        return ProviderSetup(
+            config=self.provider,
+            identity=Identity(
+                source_arn=self.source_arn,
+                from_arn=self.from_arn,
+                return_path=self.return_path,
+                return_path_arn=self.return_path_arn,
+            ),
+            options=self.directmail,
+            max_connections=self.concurrency or 512,
+            endpoint=endpoint,
+            environ=environ,
+        )
 
     @classmethod
     def from_file(cls, path: Path | str, *, overrides: Mapping[str, Any] | None = None) -> Campaign:

@@ -49,3 +49,6 @@ class Message:
     def cost(self) -> int:
         """Recipients this message counts against the quota (always one)."""
         return 1
+
+
+__all__ = ["Message"]

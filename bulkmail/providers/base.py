@@ -107,3 +107,6 @@ class Provider(Protocol):
     async def get_quota(self) -> Quota | None:
         """The account's quota, or ``None`` when the protocol cannot tell."""
         ...
+
+
+__all__ = ["Outcome", "Provider", "Quota", "Verdict"]

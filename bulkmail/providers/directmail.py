@@ -39,7 +39,6 @@ from email.utils import getaddresses, parseaddr
 from typing import Any
 
 import orjson
-from aiolimiter import AsyncLimiter
 
 from bulkmail.mail.message import Message
 from bulkmail.providers._directmail_codes import (
@@ -49,6 +48,7 @@ from bulkmail.providers._directmail_codes import (
 )
 from bulkmail.providers._httpbase import _PooledHttpProvider
 from bulkmail.providers.base import Outcome, Quota, Verdict
+from bulkmail.providers.config import ProviderSetup
 from bulkmail.providers.errors import scrub, transport_outcome
 from bulkmail.signing.aliyun import (
     AlibabaCredentials,
@@ -85,26 +85,6 @@ def endpoint_for(region: str) -> str:
     except KeyError:
         valid = ", ".join(REGION_ENDPOINTS)
         raise ValueError(f"DirectMail has no region {region!r}; valid regions: {valid}") from None
-
-
-def batch_limiter(region: str = "cn-hangzhou") -> AsyncLimiter:
-    """A limiter for ``BatchSendMail`` calls: one call every 3 s (one every 6 s outside China).
-
-    BatchSendMail is limited to 20 calls per 60 s (the API rate-limit table; the older
-    "three sending methods" page says 20/min in China and 10/min outside China, so other
-    regions get half the rate). ``AsyncLimiter(20, 60)`` would not honour that: aiolimiter is
-    a leaky bucket that lets a full bucket (20 calls) through at once and then refills
-    continuously, so a window can see 20 calls at its start plus those the bucket leaks back
-    during it. ``AsyncLimiter(1, 3)`` holds one call at a time, so calls are at least 3 s
-    apart and any 60-s window (t, t + 60] holds at most 20.
-
-    >>> limiter = batch_limiter()
-    >>> limiter.max_rate, limiter.time_period
-    (1, 3)
-    """
-    if region == "cn-hangzhou":
-        return AsyncLimiter(1, 3)
-    return AsyncLimiter(1, 6)
 
 
 def _form(params: Mapping[str, str]) -> bytes:
@@ -305,9 +285,9 @@ class DirectMailProvider(_PooledHttpProvider):
     ) -> Outcome:
         """One ``BatchSendMail`` call: a console template sent to a console recipient list.
 
-        Pace the calls with :func:`batch_limiter` (20 per minute at most)::
+        Pace the calls with :func:`bulkmail.pacing.calls.batch_limiter` (20 per minute at most)::
 
-            limiter = batch_limiter(region)
+            limiter = batch_limiter(region)  # bulkmail.pacing.calls
             async with limiter:
                 outcome = await provider.batch_send(template_name="news",
                                                     receivers_name="spring",
@@ -428,11 +408,30 @@ def _check_headers(headers: tuple[tuple[str, str], ...]) -> str | None:
     return None
 
 
+def from_config(
+    setup: ProviderSetup, *, credentials: AlibabaCredentials | None = None
+) -> DirectMailProvider:
+    """Build the DirectMail provider from its config block and its ``directmail:`` options."""
+    from bulkmail.credentials import alibaba_from_env
+
+    config, options = setup.config, setup.options
+    return DirectMailProvider(
+        credentials=credentials or alibaba_from_env(setup.environ),
+        region=config.region or "cn-hangzhou",
+        endpoint=setup.url,
+        version=config.version,
+        max_connections=setup.max_connections,
+        address_type=int(options.get("address_type", 1)),
+        click_trace=options.get("click_trace"),
+        tag_name=options.get("tag_name"),
+    )
+
+
 __all__ = [
     "REGION_ENDPOINTS",
     "DirectMailProvider",
-    "batch_limiter",
     "campaign_problems",
     "classify_directmail_error",
     "endpoint_for",
+    "from_config",
 ]

@@ -21,6 +21,7 @@ from bulkmail.mail.message import Message
 from bulkmail.mail.mime import to_mime
 from bulkmail.providers._httpbase import _PooledHttpProvider
 from bulkmail.providers.base import Outcome, Quota, Verdict
+from bulkmail.providers.config import ProviderSetup
 from bulkmail.providers.errors import scrub, transport_outcome
 from bulkmail.signing import AwsCredentials, SigV4Signer
 
@@ -362,3 +363,36 @@ class SesProvider(_PooledHttpProvider):
             max_24h=float(_xml_text(root, "Max24HourSend") or -1.0),
             sent_last_24h=float(_xml_text(root, "SentLast24Hours") or 0.0),
         )
+
+
+def from_config(setup: ProviderSetup, *, credentials: AwsCredentials | None = None) -> SesProvider:
+    """Build the SES provider from its config block (see :mod:`bulkmail.providers.registry`).
+
+    Credentials come from the standard places unless given (the sandbox's test keys).
+    """
+    from bulkmail.credentials import aws_from_env
+
+    config, identity = setup.config, setup.identity
+    v2_extra = {
+        "FromEmailAddressIdentityArn": identity.from_arn or identity.source_arn,
+        "FeedbackForwardingEmailAddress": identity.return_path,
+        "FeedbackForwardingEmailAddressIdentityArn": identity.return_path_arn,
+    }
+    v1_extra = {
+        "SourceArn": identity.source_arn,
+        "FromArn": identity.from_arn,
+        "ReturnPathArn": identity.return_path_arn,
+        "ReturnPath": identity.return_path,
+    }
+    return SesProvider(
+        credentials=credentials or aws_from_env(setup.environ),
+        region=config.region or "us-east-1",
+        endpoint=setup.url,
+        api="v1" if config.api == "v1" else "v2",
+        max_connections=setup.max_connections,
+        v2_extra={k: v for k, v in v2_extra.items() if v},
+        v1_extra={k: v for k, v in v1_extra.items() if v},
+    )
+
+
+__all__ = ["SesProvider", "classify_ses_error", "from_config"]

@@ -46,6 +46,7 @@ from bulkmail.providers._smtp_replies import (
     ses_smtp_credentials,
 )
 from bulkmail.providers.base import Outcome, Quota, Verdict
+from bulkmail.providers.config import ProviderSetup
 from bulkmail.providers.errors import scrub
 
 
@@ -391,9 +392,64 @@ class SmtpProvider:
         return scrub(text, [self._password])
 
 
+def from_config(setup: ProviderSetup, *, credentials: object = None) -> SmtpProvider:
+    """Build the SMTP provider from its config block.
+
+    The password comes from the variable ``provider.password_env`` names; for SES's SMTP
+    hosts with no username, the SMTP password is derived from the AWS access key pair.
+    """
+    import os
+
+    from bulkmail.credentials import aws_from_env
+    from bulkmail.errors import ConfigError, CredentialsError
+
+    config = setup.config
+    assert config.host is not None and config.port is not None
+    env = os.environ if setup.environ is None else setup.environ
+    username, password = config.username, None
+    if config.password_env:
+        password = env.get(config.password_env)
+        if not password:
+            raise CredentialsError(
+                f"the SMTP password variable {config.password_env} (provider.password_env) "
+                "is not set"
+            )
+    elif username is not None:
+        raise ConfigError(
+            "provider.username needs provider.password_env: the name of the environment "
+            "variable that holds the SMTP password",
+            key="provider.password_env",
+        )
+    elif config.host.lower().startswith("email-smtp."):
+        # SES SMTP with only an access key pair: derive the SMTP password ourselves.
+        creds = aws_from_env(setup.environ)
+        if creds.session_token:
+            # The SMTP password carries no session token, so SES refuses one derived from
+            # temporary (STS, SSO, instance role) keys; it needs an IAM user's own key.
+            raise CredentialsError(
+                "SES SMTP needs an IAM user's long-term access key, not temporary credentials "
+                "(AWS_SESSION_TOKEN is set); or set provider.username and "
+                "provider.password_env from 'bulkmail smtp-password'"
+            )
+        region = config.region or config.host.split(".")[1].lower()
+        username, password = ses_smtp_credentials(
+            creds.access_key_id, creds.secret_access_key, region
+        )
+    return SmtpProvider(
+        host=config.host,
+        port=config.port,
+        tls=config.tls,  # type: ignore[arg-type]
+        username=username,
+        password=password,
+        pool_size=config.pool,
+        return_path=setup.identity.return_path,
+    )
+
+
 __all__ = [
     "SMTP_PRESETS",
     "SmtpProvider",
     "classify_smtp_reply",
     "ses_smtp_credentials",
+    "from_config",
 ]
