@@ -179,6 +179,8 @@ def test_record_on_a_full_disk_spends_the_reserve_once(path: Path) -> None:
         journal.record([RowOutcome(2, "sent", message_id="m", attempts=1)])
         assert not reserve.exists()  # given back, and the outcome recorded on the retry
         assert states(journal)[2] == ("sent", False, 1)
+        with pytest.raises(JournalFull):  # once the disk filled, nothing new is sent
+            journal.mark_in_flight([])
         failing.fail = 2
         with pytest.raises(JournalFull):  # no reserve left: the caller must stop
             journal.record([RowOutcome(3, "sent", message_id="m", attempts=1)])

@@ -106,6 +106,7 @@ class Journal:
         self._finished_import = False
         self._has_suppressed = False
         self._reserve: Path | None = None
+        self._full: JournalFull | None = None  # once the disk filled: no new work
 
     # -- opening and closing ------------------------------------------------------------
 
@@ -232,6 +233,8 @@ class Journal:
         Lines at or below :attr:`imported_through` were imported already and are ignored,
         so re-adding a chunk after a crash changes nothing.
         """
+        if self._full is not None:  # the disk filled: nothing new, the reserve is for answers
+            raise self._full
         done = self._imported_through
         first: dict[str, RecipientLike] = {}  # key -> its first recipient in this chunk
         again: list[RecipientLike] = []  # later recipients with a key seen in this chunk
@@ -310,6 +313,8 @@ class Journal:
         Raises :class:`JournalError` (and changes nothing) if any of them is not pending:
         sending it could repeat a recipient.
         """
+        if self._full is not None:
+            raise self._full
         now = self._now()
         with self._tx():
             before = self._conn.total_changes
@@ -411,10 +416,12 @@ class Journal:
                 or getattr(exc, "errno", None) == errno.ENOSPC
                 or "disk is full" in str(exc)
             ):
-                raise JournalFull(
-                    f"{self.path}: the disk holding the journal is full ({exc}); free some "
-                    "space and run again"
-                ) from exc
+                self._full = JournalFull(
+                    f"{self.path}: the disk holding the journal is full ({exc}); stopped "
+                    "sending (every answer received is recorded); free some space and run "
+                    "again to send the rest"
+                )
+                raise self._full from exc
             raise JournalError(f"{self.path}: the journal cannot be written: {exc}") from exc
 
     def _now(self) -> str:
