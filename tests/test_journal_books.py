@@ -136,14 +136,15 @@ def downgrade_to_format_1(path: Path) -> None:
 class _FailingCommit:
     """The journal's connection, with COMMIT failing as on a full disk (armed by the test)."""
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: sqlite3.Connection, error: str = "database or disk is full") -> None:
         self._conn = conn
+        self._error = error
         self.fail = 0
 
     def execute(self, sql: str, *args: Any) -> Any:
         if sql == "COMMIT" and self.fail:
             self.fail -= 1
-            raise sqlite3.OperationalError("database or disk is full")
+            raise sqlite3.OperationalError(self._error)
         return self._conn.execute(sql, *args)
 
     def __getattr__(self, name: str) -> Any:
@@ -154,10 +155,10 @@ def test_a_failed_commit_is_rolled_back(path: Path) -> None:
     journal, _ = reopen(path, reserve=0)
     with journal:
         journal.add_rows(people(2, 2), [], through_line=3)
-        failing = _FailingCommit(journal._conn)
+        failing = _FailingCommit(journal._conn, "disk I/O error")
         journal._conn = failing  # type: ignore[assignment]
         failing.fail = 1
-        with pytest.raises(JournalFull, match="disk holding the journal is full"):
+        with pytest.raises(JournalError, match="cannot be written: disk I/O error"):
             journal.mark_in_flight([2, 3])
         assert not failing.in_transaction
         # Nothing of the failed transaction stays, and the journal goes on working.
