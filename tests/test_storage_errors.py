@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 
 from bulkmail import run_campaign
+from bulkmail.books import _journal_store as store
 from bulkmail.books.journal import Journal
 from bulkmail.errors import JournalError
 
@@ -163,3 +164,53 @@ async def test_an_injected_full_disk_stops_then_the_rerun_sends_everyone_exactly
     assert summary.exit_code == 0 and summary.recovery.ambiguous == 0
     got = outbox_to(path.parent)
     assert len(got) == 600 and set(got.values()) == {1}
+
+
+class _FlakyRecord:
+    """The journal's connection, failing the COMMIT of the ``nth`` outcome record once with
+    an I/O error (the disk came back: the next write works)."""
+
+    def __init__(self, conn: sqlite3.Connection, nth: int) -> None:
+        self._conn = conn
+        self._nth = nth
+        self._recording = False
+
+    def executemany(self, sql: str, rows: Any) -> Any:
+        self._recording = sql == store.RECORD
+        return self._conn.executemany(sql, rows)
+
+    def execute(self, sql: str, *args: Any) -> Any:
+        if sql == "COMMIT" and self._recording:
+            self._recording = False
+            self._nth -= 1
+            if self._nth == 0:
+                raise sqlite3.OperationalError("disk I/O error")
+        return self._conn.execute(sql, *args)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._conn, name)
+
+
+async def test_a_failed_record_keeps_its_batch_and_stops_the_run(
+    make_campaign: CampaignFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = make_campaign(count=400, domain="flaky.example.org", rate=1000)
+    original = Journal.__init__
+
+    def flaky(self: Journal, conn: Any, *args: Any) -> None:
+        original(self, _FlakyRecord(conn, nth=2), *args)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Journal, "__init__", flaky)
+        with pytest.raises(JournalError, match="disk I/O error"):
+            await run_campaign(path)
+    rows = journal_rows(path.parent / "campaign.journal.sqlite")
+    sent_first = outbox_to(path.parent)
+    states = collections.Counter(state for state, _ in rows.values())
+    # The batch whose record failed was kept and recorded at the end; sending stopped.
+    assert states["in_flight"] == 0, states
+    assert {e for e, (s, _) in rows.items() if s == "sent"} == set(sent_first)
+    assert 0 < len(sent_first) < 400
+    summary = await run_campaign(path)
+    got = outbox_to(path.parent)
+    assert summary.exit_code == 0 and len(got) == 400 and set(got.values()) == {1}
