@@ -28,7 +28,7 @@ from bulkmail.books.base import NO_RECOVERY, Books, PendingRow, Recovery, RowOut
 from bulkmail.delivery.guards import Guard
 from bulkmail.delivery.progress import Progress, StopKind, Summary
 from bulkmail.delivery.sender import Delivery, Sender, Status
-from bulkmail.errors import CampaignStopped, FatalProviderError, JournalError, QuotaExhausted
+from bulkmail.errors import CampaignStopped, InternalError, JournalError, QuotaExhausted
 from bulkmail.intake.base import Batch, Intake
 from bulkmail.mail.message import Message
 
@@ -295,7 +295,7 @@ class CampaignRun:
         except Exception as exc:  # a bug below us: stop rather than fail everyone alike
             # The row stays in flight: whoever recovers the books treats it as possibly sent.
             self.sender.stop(
-                FatalProviderError(f"internal error while sending: {type(exc).__name__}: {exc}")
+                InternalError(f"internal error while sending: {type(exc).__name__}: {exc}")
             )
             open_.complete = False
             self._halt.set()

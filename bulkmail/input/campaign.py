@@ -26,7 +26,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,6 +49,7 @@ from bulkmail.input._yamlconfig import (
     scalar_text,
     string,
 )
+from bulkmail.mail.headers import HEADER_NAME, RESERVED_HEADERS
 from bulkmail.providers.config import Identity, ProviderConfig, ProviderSetup
 
 MAX_BODY_BYTES = 10 * 1024 * 1024  #: text/html files (and the campaign file) above this are refused
@@ -61,15 +61,6 @@ _TOP_KEYS = (
     "configuration_set", "tags", "headers", "unsubscribe", "template", "attachments",
     "attachment_column", "source_arn", "from_arn", "return_path_arn", "return_path", "directmail",
 )  # fmt: skip
-#: Headers bulkmail writes itself; each maps to the campaign key that sets it.
-_RESERVED_HEADERS = {
-    "from": "from", "to": "recipients", "cc": "recipients", "bcc": "recipients",
-    "subject": "subject", "reply-to": "reply_to", "return-path": "return_path",
-    "list-unsubscribe": "unsubscribe", "list-unsubscribe-post": "unsubscribe",
-    "date": None, "message-id": None, "mime-version": None, "content-type": None,
-    "content-transfer-encoding": None, "sender": None,
-}  # fmt: skip
-_HEADER_NAME = re.compile(r"[!-9;-~]{1,76}")  # printable ASCII except ':' (RFC 5322 ftext)
 _SES_NAME = pattern(r"[A-Za-z0-9_-]{1,64}", "must be 1-64 of A-Z a-z 0-9 _ -")  # sets, templates
 _TAG_NAME = pattern(r"[A-Za-z0-9_-]{1,256}", "tag names must be 1-256 of A-Z a-z 0-9 _ -")
 _TAG_VALUE = pattern(r"[A-Za-z0-9_-]{1,256}", "must be 1-256 of A-Z a-z 0-9 _ -")
@@ -380,10 +371,10 @@ class _CampaignChecker(ProviderChecker):
         out: dict[str, str] = {}
         for name, value in self.pairs(raw, "headers"):
             key = f"headers.{name}"
-            if not _HEADER_NAME.fullmatch(name):
+            if len(name) > 76 or not HEADER_NAME.fullmatch(name):
                 self.bad(key, "is not a valid header name (printable ASCII, no ':' or spaces)")
-            elif name.lower() in _RESERVED_HEADERS:
-                instead = _RESERVED_HEADERS[name.lower()]
+            elif name.lower() in RESERVED_HEADERS:
+                instead = RESERVED_HEADERS[name.lower()]
                 self.bad(
                     key,
                     f"is set by bulkmail; use the {instead!r} key instead"

@@ -32,35 +32,16 @@ from jinja2 import meta
 
 from bulkmail.errors import ConfigError
 from bulkmail.input.recipients import Recipient
+from bulkmail.mail.headers import HEADER_NAME, RESERVED_HEADERS
 from bulkmail.mail.message import Message
 
 # Everything str.splitlines() breaks on, plus NUL: the email package refuses a header value
 # that splitlines() would split, so any of these would crash MIME building later.
 _LINE_BREAK = re.compile("[\r\n\x00\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]").search
 _UNDEFINED_NAME = re.compile(r"^'([^']+)' is undefined$")
-_HEADER_NAME = re.compile(r"[!-9;-~]+").fullmatch
 _URL_BAD = re.compile(r"[\s<>\x00-\x1f\x7f]").search
 _TEMPLATE_MARKS = ("{{", "{%", "{#")
 
-#: Headers the message builder writes itself, or that could add recipients.
-_RESERVED_HEADERS = frozenset(
-    {
-        "bcc",
-        "cc",
-        "content-transfer-encoding",
-        "content-type",
-        "date",
-        "from",
-        "list-unsubscribe",
-        "list-unsubscribe-post",
-        "message-id",
-        "mime-version",
-        "reply-to",
-        "sender",
-        "subject",
-        "to",
-    }
-)
 
 _EMPTY_TAGS: Mapping[str, str] = MappingProxyType({})
 
@@ -182,9 +163,9 @@ class Renderer:
         fixed: list[tuple[str, str]] = []
         templated: list[tuple[str, _Part]] = []
         for name, value in (headers or {}).items():
-            if not _HEADER_NAME(name):
+            if not HEADER_NAME.fullmatch(name):
                 raise ConfigError("not a valid header name", key=f"headers.{name}")
-            if name.lower() in _RESERVED_HEADERS:
+            if name.lower() in RESERVED_HEADERS:
                 raise ConfigError(
                     "bulkmail writes this header itself; it cannot be set here",
                     key=f"headers.{name}",

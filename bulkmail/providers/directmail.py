@@ -46,6 +46,7 @@ from bulkmail.providers._directmail_codes import (
     error_fields,
     json_object,
 )
+from bulkmail.providers._headers import FORM_CONTENT_TYPE, retry_after
 from bulkmail.providers._httpbase import _PooledHttpProvider
 from bulkmail.providers.base import Outcome, Quota, Verdict
 from bulkmail.providers.config import ProviderSetup
@@ -71,7 +72,6 @@ MAX_SUBJECT_CHARS = 100
 MAX_HEADERS = 10
 _STANDARD_HEADERS = frozenset({"message-id", "list-unsubscribe", "list-unsubscribe-post"})
 _TAG_NAME = re.compile(r"[A-Za-z0-9_-]{1,128}")
-_FORM = "application/x-www-form-urlencoded; charset=utf-8"
 
 
 def endpoint_for(region: str) -> str:
@@ -263,7 +263,9 @@ class DirectMailProvider(_PooledHttpProvider):
             nonce=self._nonce(),
             timestamp=rpc_timestamp(self._clock()),
         )
-        response = await self._pool.request("POST", "/", [("Content-Type", _FORM)], _form(signed))
+        response = await self._pool.request(
+            "POST", "/", [("Content-Type", FORM_CONTENT_TYPE)], _form(signed)
+        )
         return response.status, response.headers, response.body
 
     async def send(self, message: Message) -> Outcome:
@@ -338,17 +340,11 @@ class DirectMailProvider(_PooledHttpProvider):
         error = scrub(text, self._secrets) or f"HTTP {status}"
         if request_id:
             error = f"{error} (RequestId {request_id})"
-        retry_after: float | None = None
-        if "Retry-After" in headers:
-            try:
-                retry_after = float(headers["Retry-After"])
-            except ValueError:
-                retry_after = None
         return Outcome(
             classify_directmail_error(status, code, text),
             error_code=code or f"HTTP{status}",
             error=error,
-            retry_after=retry_after,
+            retry_after=retry_after(headers),
         )
 
     async def get_quota(self) -> Quota | None:

@@ -19,6 +19,7 @@ import orjson
 
 from bulkmail.mail.message import Message
 from bulkmail.mail.mime import to_mime
+from bulkmail.providers._headers import FORM_CONTENT_TYPE, retry_after
 from bulkmail.providers._httpbase import _PooledHttpProvider
 from bulkmail.providers.base import Outcome, Quota, Verdict
 from bulkmail.providers.config import ProviderSetup
@@ -28,7 +29,6 @@ from bulkmail.signing import AwsCredentials, SigV4Signer
 _V2_SEND_PATH = "/v2/email/outbound-emails"
 _V2_ACCOUNT_PATH = "/v2/email/account"
 _JSON = "application/json"
-_FORM = "application/x-www-form-urlencoded; charset=utf-8"
 
 _THROTTLE_CODES = frozenset(
     {"Throttling", "ThrottlingException", "TooManyRequestsException", "MaxSendingRateExceeded"}
@@ -262,7 +262,7 @@ class SesProvider(_PooledHttpProvider):
                 except ValueError as exc:  # e.g. an address MIME cannot carry
                     return Outcome(Verdict.REJECTED, error_code="BadMessage", error=str(exc))
             body = urlencode(_v1_params(message, self._v1_extra)).encode("ascii")
-            path, content_type = "/", _FORM
+            path, content_type = "/", FORM_CONTENT_TYPE
         try:
             status, headers, data = await self._request("POST", path, body, content_type)
         except Exception as exc:  # noqa: BLE001 - mapped at the one boundary
@@ -290,17 +290,11 @@ class SesProvider(_PooledHttpProvider):
     ) -> Outcome:
         code, text = self._parse_error(headers, data)
         verdict = classify_ses_error(status, code, text, sender)
-        retry_after: float | None = None
-        if "Retry-After" in headers:
-            try:
-                retry_after = float(headers["Retry-After"])
-            except ValueError:
-                retry_after = None
         return Outcome(
             verdict,
             error_code=code or f"HTTP{status}",
             error=scrub(text, self._secrets) or f"HTTP {status}",
-            retry_after=retry_after,
+            retry_after=retry_after(headers),
         )
 
     def _parse_error(
@@ -341,7 +335,7 @@ class SesProvider(_PooledHttpProvider):
                 status, headers, data = await self._request("GET", _V2_ACCOUNT_PATH, b"", None)
             else:
                 body = urlencode({"Action": "GetSendQuota", "Version": "2010-12-01"}).encode()
-                status, headers, data = await self._request("POST", "/", body, _FORM)
+                status, headers, data = await self._request("POST", "/", body, FORM_CONTENT_TYPE)
         except Exception as exc:  # noqa: BLE001 - mapped at the one boundary
             outcome = transport_outcome(exc)
             raise ConnectionError(f"cannot read the SES quota: {outcome.error}") from None
