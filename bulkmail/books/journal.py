@@ -5,7 +5,7 @@ run resumable without losing a recipient or silently sending one twice::
 
     pending ──mark_in_flight──► in_flight ──record──► sent | failed | skipped | uncertain
        ▲                            │
-       └──── record("pending") ─────┘   (given back: definitely not sent)
+       └──── record("pending") ─────┘   (given back: flagged unless proven not sent)
 
 A row found ``in_flight`` when the journal is opened was possibly sent by a run that died:
 it goes back to ``pending`` flagged ``possible_duplicate`` or, with ``at_most_once``, is held
@@ -17,9 +17,24 @@ will never be sent (duplicates, invalid addresses, suppressed keys) live in a se
 ``skips``, keyed by their line. A recipient row's id *is* its list line number, so id order
 is line order and the results export is a streaming merge of two rowid-ordered tables.
 
-Every public mutating method is one transaction. ``synchronous=NORMAL`` in WAL mode survives
-a crash or SIGKILL of the process (what the tests exercise); surviving *power loss* would
-need ``synchronous=FULL`` at a cost on every commit. Nothing secret is stored.
+Every public mutating method is one transaction, and durable when it returns: WAL mode with
+``synchronous=FULL`` syncs the log on every commit, so a committed step survives SIGKILL,
+a crash *and* power loss (group commits make FULL nearly free). What survives what:
+
+- SIGKILL, crash, power loss: every committed step. A row is committed ``in_flight`` before
+  its request leaves; found so at open it is possibly sent (see above). A row never goes from
+  in flight back to *plain* pending unless the caller says every answer proved it refused
+  (``RowOutcome.possible_duplicate=False``); a give-back after an attempt keeps the flag.
+- A failed write (I/O error, failed COMMIT): rolled back, nothing half-done; the caller
+  keeps its batch and may try again.
+- A full disk: ``RESERVE_BYTES`` set aside in ``PATH.reserve`` at open are given back so that
+  :meth:`Journal.record` can still store the answers to requests already sent; from then on
+  nothing new is marked in flight or imported (:class:`JournalFull`), and the reserve is set
+  aside again by the next open.
+
+The delivery guarantee (``at_most_once``) is stored at the first run and refused if a later
+run differs; ``retry_failed`` at open puts failed rows back to pending (the ``retryable``
+column says which failed for a reason a later run may not meet). Nothing secret is stored.
 
     >>> journal, recovery = Journal.open(path, campaign_hash="c1", list_hash="l1")  # doctest: +SKIP
     >>> with journal:                                                              # doctest: +SKIP
@@ -41,19 +56,17 @@ from typing import Any, Literal, Protocol, TypedDict
 
 import orjson
 
+from bulkmail.books import _journal_open as opening
 from bulkmail.books import _journal_store as store
 from bulkmail.books._journal_store import SUPPRESSED
 from bulkmail.books.base import (
     BENIGN_SKIP_CODES,
-    FINAL_STATES,
     PendingRow,
     Recovery,
     RowOutcome,
 )
 from bulkmail.errors import JournalError
 
-_FINAL = FINAL_STATES
-_ATTEMPTED = frozenset({"sent", "failed", "uncertain"})
 #: Bytes set aside beside the journal, given back when the disk fills (see Journal.record).
 RESERVE_BYTES = 4 << 20
 RetryFailed = Literal["none", "retryable", "all"]
@@ -139,23 +152,25 @@ class Journal:
         """
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        lock_fd = store.lock(Path(f"{path}.lock"), path)
+        lock_fd = opening.lock(Path(f"{path}.lock"), path)
         try:
             conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         except sqlite3.Error as exc:
-            store.unlock(lock_fd)
+            opening.unlock(lock_fd)
             raise JournalError(f"{path}: cannot open the journal: {exc}") from exc
         journal = cls(conn, lock_fd, path, clock)
         try:
-            journal._reserve = store.make_reserve(Path(f"{path}.reserve"), reserve)
-            store.configure(conn, synchronous)
+            journal._reserve = opening.make_reserve(Path(f"{path}.reserve"), reserve)
+            opening.configure(conn, synchronous)
             with journal._tx():
-                store.prepare(
+                opening.prepare(
                     conn, path, campaign_hash, list_hash, on_change, at_most_once, journal._now
                 )
-                recovery = Recovery(*store.recover(conn, at_most_once, retry_failed, journal._now))
+                recovery = Recovery(
+                    *opening.recover(conn, at_most_once, retry_failed, journal._now)
+                )
                 (journal._imported_through, journal._finished_import, journal._has_suppressed) = (
-                    store.read_meta(conn)
+                    opening.read_meta(conn)
                 )
         except BaseException as exc:
             journal.close()
@@ -171,7 +186,7 @@ class Journal:
         try:
             self._conn.close()
         finally:
-            store.unlock(self._lock_fd)
+            opening.unlock(self._lock_fd)
             self._lock_fd = -1
 
     def __enter__(self) -> Journal:
@@ -236,17 +251,7 @@ class Journal:
         if self._full is not None:  # the disk filled: nothing new, the reserve is for answers
             raise self._full
         done = self._imported_through
-        first: dict[str, RecipientLike] = {}  # key -> its first recipient in this chunk
-        again: list[RecipientLike] = []  # later recipients with a key seen in this chunk
-        seen_lines: set[int] = set()
-        for r in sorted(recipients, key=_line):
-            if r.line <= done or r.line in seen_lines:
-                continue
-            seen_lines.add(r.line)
-            if r.key in first:
-                again.append(r)
-            else:
-                first[r.key] = r
+        first, again = store.partition(recipients, done)
         skips: list[tuple[int, str, str, str]] = []
         with self._tx():
             conn = self._conn
@@ -287,7 +292,7 @@ class Journal:
                 "UPDATE meta SET imported_through = ?, finished_import = ?", (through, finished)
             )
         self._imported_through, self._finished_import = through, finished
-        new.sort(key=_line)
+        new.sort(key=store.line_of)
         return [PendingRow(r.line, r.line, r.email, r.fields, False, 0) for r in new]
 
     # -- sending --------------------------------------------------------------------------
@@ -335,7 +340,7 @@ class Journal:
         try:
             self._record(outcomes)
         except JournalFull:
-            if not store.drop_reserve(self._reserve):
+            if not opening.drop_reserve(self._reserve):
                 raise
             self._reserve = None
             self._record(outcomes)
@@ -343,25 +348,7 @@ class Journal:
     def _record(self, outcomes: Sequence[RowOutcome]) -> None:
         now = self._now()
         with self._tx():
-            self._conn.executemany(
-                store.RECORD,
-                (
-                    (
-                        o.state,
-                        o.message_id,
-                        o.error_code,
-                        o.error,
-                        o.attempts,
-                        o.possible_duplicate,
-                        o.state in _FINAL,
-                        o.state in _ATTEMPTED or o.attempts > 0,
-                        now,
-                        o.id,
-                        o.retryable,
-                    )
-                    for o in outcomes
-                ),
-            )
+            self._conn.executemany(store.RECORD, store.record_args(outcomes, now))
 
     # -- reading the books ----------------------------------------------------------------
 
@@ -439,10 +426,6 @@ def timestamp(seconds: float) -> str:
     '1970-01-01T00:00:00.000Z'
     """
     return store.timestamp(seconds)
-
-
-def _line(item: RecipientLike) -> int:
-    return item.line
 
 
 def _duplicate(r: RecipientLike, first_line: int) -> tuple[int, str, str, str]:
