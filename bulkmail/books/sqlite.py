@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from bulkmail.books.base import Recovery, RowOutcome
-from bulkmail.books.journal import Journal
+from bulkmail.books.journal import Journal, RetryFailed
 
 T = TypeVar("T")
 
@@ -47,6 +47,7 @@ class SqliteBooks:
         list_hash: str,
         on_change: Literal["refuse", "restart", "force"] = "refuse",
         at_most_once: bool = False,
+        retry_failed: RetryFailed = "none",
     ) -> SqliteBooks:
         """Open (or create) the journal at ``path``; see :meth:`Journal.open`."""
         executor = ThreadPoolExecutor(1, thread_name_prefix="bulkmail-journal")
@@ -60,6 +61,7 @@ class SqliteBooks:
                     list_hash=list_hash,
                     on_change=on_change,
                     at_most_once=at_most_once,
+                    retry_failed=retry_failed,
                 ),
             )
             journal, recovery = await asyncio.shield(job)

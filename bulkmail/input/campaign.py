@@ -273,7 +273,7 @@ class _CampaignChecker(ProviderChecker):
         if "template" in m and isinstance(m["template"], dict) and "name" not in m["template"]:
             self.bad("template", "needs 'name: <stored template name>'")
         reply_to = m.get("reply_to", [])
-        return {
+        fields: dict[str, Any] = {
             "path": self.path,
             "name": self.get(m, "name", one_line) or stem,
             "provider": provider,
@@ -312,6 +312,11 @@ class _CampaignChecker(ProviderChecker):
             "directmail": MappingProxyType(directmail),
             **self.deliverability(m),
         }
+        if pname == "directmail" and not stored:
+            shared = [*fields["headers"], *(["List-Unsubscribe"] if unsubscribe else [])]
+            shared += ["List-Unsubscribe-Post"] if "url" in unsubscribe else []
+            self.directmail_limits(fields["sender"], subject, shared, m)
+        return fields
 
     def deliverability(self, m: dict[str, Any]) -> dict[str, Any]:
         events = self.get(m, "events", output_file(self.base))
