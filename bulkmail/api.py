@@ -21,7 +21,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 from bulkmail.books.base import PendingRow
+from bulkmail.books.journal import RetryFailed
 from bulkmail.books.sqlite import SqliteBooks
+from bulkmail.deliverability.guard import campaign_guard
 from bulkmail.delivery.engine import CampaignRun, Compose
 from bulkmail.delivery.guards import Guard
 from bulkmail.delivery.progress import Progress, Summary
@@ -94,6 +96,7 @@ async def run_campaign(
     overrides: Mapping[str, Any] | None = None,
     on_change: Literal["refuse", "restart", "force"] = "refuse",
     at_most_once: bool = False,
+    retry_failed: RetryFailed = "none",
     stop: asyncio.Event | None = None,
     grace: float = 10.0,
     on_start: Callable[[Progress], None] | None = None,
@@ -103,8 +106,12 @@ async def run_campaign(
 ) -> Summary:
     """Run (or resume) a campaign and return its :class:`Summary`.
 
-    ``provider`` and ``pacer`` may be injected (tests, custom transports, a shared limiter);
-    otherwise they are built from the campaign. ``on_start`` receives the live
+    ``at_most_once`` is the campaign's delivery guarantee, fixed at its first run (another
+    value later raises :class:`~bulkmail.errors.JournalError`). ``retry_failed`` sends again
+    the rows an earlier run marked failed: ``"retryable"`` those that failed for a reason a
+    later run may not meet (transport, 5xx, throttling), ``"all"`` also those the provider
+    refused. ``provider`` and ``pacer`` may be injected (tests, custom transports, a shared
+    limiter); otherwise they are built from the campaign. ``on_start`` receives the live
     :class:`Progress` once sending begins; ``guards`` may pause the run.
     """
     if not isinstance(campaign, Campaign):
@@ -141,17 +148,23 @@ async def run_campaign(
             limiter=pacer,
             outage_wait=campaign.outage_wait,
         )
-        return await _run_list(
-            campaign,
-            sender,
-            on_change=on_change,
-            at_most_once=at_most_once,
-            stop=stop,
-            grace=grace,
-            on_start=on_start,
-            daily_limit=daily_limit,
-            guards=guards,
-        )
+        deliverability = campaign_guard(campaign)  # the campaign's own bounce/complaint rates
+        try:
+            return await _run_list(
+                campaign,
+                sender,
+                on_change=on_change,
+                at_most_once=at_most_once,
+                retry_failed=retry_failed,
+                stop=stop,
+                grace=grace,
+                on_start=on_start,
+                daily_limit=daily_limit,
+                guards=(*guards, *deliverability),
+            )
+        finally:
+            for guard in deliverability:
+                guard.close()
     raise AssertionError("unreachable")  # pragma: no cover
 
 
@@ -161,6 +174,7 @@ async def _run_list(
     *,
     on_change: Literal["refuse", "restart", "force"],
     at_most_once: bool,
+    retry_failed: RetryFailed,
     stop: asyncio.Event | None,
     grace: float,
     on_start: Callable[[Progress], None] | None,
@@ -169,6 +183,7 @@ async def _run_list(
 ) -> Summary:
     """The campaign's list file through the engine, with the journal as its books."""
     composer = Composer.for_campaign(campaign)
+    await asyncio.to_thread(composer.check_list, campaign)  # a column no row has: exit 2
     # Whole-file problems (missing file, no email column) surface here, before the journal
     # exists and before anything is sent. The suppression file is not part of the list's
     # hash: it may grow between runs (it is read again on every run) without --force.
@@ -179,6 +194,7 @@ async def _run_list(
         list_hash=list_hash,
         on_change=on_change,
         at_most_once=at_most_once,
+        retry_failed=retry_failed,
     )
     try:
         run = CampaignRun(
@@ -199,7 +215,7 @@ async def _run_list(
         if on_start is not None:
             on_start(run.progress)
         summary = await run.run()
-        await books.export_results(campaign.results)
+        await books.export_results(campaign.results, events=campaign.events)
         return replace(summary, results=str(campaign.results), journal=str(campaign.journal))
     finally:
         await books.close()

@@ -44,6 +44,16 @@ def _send_parser() -> argparse.ArgumentParser:
         help="never resend a recipient whose earlier attempt may have arrived; report it as "
         "uncertain instead",
     )
+    p.add_argument(
+        "--retry-failed",
+        nargs="?",
+        const="retryable",
+        choices=("retryable", "all"),
+        metavar="all",
+        help="send again the recipients an earlier run marked failed for a reason that may "
+        "pass (transport errors, 5xx, throttling); =all also those the provider refused "
+        "(invalid address, MessageRejected)",
+    )
     change = p.add_mutually_exclusive_group()
     change.add_argument(
         "--restart", action="store_true", help="the campaign changed: start over from scratch"
@@ -85,7 +95,9 @@ def _run(coro: Coroutine[Any, Any, T]) -> T:
 
 
 def _resume_command(argv: Sequence[str]) -> str:
-    kept = [a for a in argv if a not in ("--restart", "--force")]
+    kept = [
+        a for a in argv if a not in ("--restart", "--force") and not a.startswith("--retry-failed")
+    ]
     return "bulkmail " + " ".join(shlex.quote(a) for a in kept)
 
 
@@ -129,6 +141,7 @@ def cmd_send(argv: Sequence[str], out: TextIO, err: TextIO) -> int:
                 campaign,
                 on_change=on_change,
                 at_most_once=args.at_most_once,
+                retry_failed=args.retry_failed or "none",
                 stop=stop,
                 grace=args.grace,
                 on_start=display.start if display else None,
@@ -156,6 +169,23 @@ def cmd_send(argv: Sequence[str], out: TextIO, err: TextIO) -> int:
             f"{summary.duration:.1f}s ({summary.rate:.1f}/s). Results: {summary.results}"
         )
         print(line, file=err if args.json else out)
+    elif summary.exit_code:  # --quiet still says, in one line, that not everyone was sent
+        print(
+            f"{summary.name}: not everyone was sent: sent {c.get('sent', 0)}, failed "
+            f"{c.get('failed', 0)}, skipped {c.get('skipped', 0)} ({summary.problem_skips} "
+            f"for a problem), pending {c.get('pending', 0)}, uncertain {c.get('uncertain', 0)}."
+            f" Results: {summary.results}",
+            file=err,
+        )
+    recovery = summary.recovery
+    if recovery.retried:
+        print(f"retried: {recovery.retried} recipients that had failed were sent again", file=err)
+    if recovery.held:
+        print(
+            f"held: {recovery.held} recipients flagged possible_duplicate by an earlier run are "
+            "held as uncertain (this campaign sends at most once)",
+            file=err,
+        )
     if summary.recovery.ambiguous:
         print(
             f"resumed: {summary.recovery.ambiguous} recipients were in flight when the last run "

@@ -75,6 +75,9 @@ class Delivery:
     error: str | None = None
     attempts: int = 0
     possible_duplicate: bool = False
+    #: For ``FAILED``: the last answer was not the provider refusing this recipient
+    #: (transport, 5xx, throttling that ran out of attempts): a later run may succeed.
+    retryable: bool = False
 
     @property
     def ok(self) -> bool:
@@ -364,6 +367,7 @@ class Sender:
     def _final(status: Status, outcome: Outcome, attempts: int, dup: bool) -> Delivery:
         return Delivery(
             status,
+            retryable=status is Status.FAILED and outcome.verdict is not Verdict.REJECTED,
             error_code=outcome.error_code,
             error=outcome.error,
             attempts=attempts,

@@ -34,6 +34,7 @@ from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlsplit
 
+from bulkmail.deliverability.settings import GuardSettings, guard_settings
 from bulkmail.errors import ConfigError
 from bulkmail.input._providerconfig import ProviderChecker, endpoint_url
 from bulkmail.input._yamlconfig import (
@@ -62,6 +63,7 @@ _TOP_KEYS = (
     "subject", "text", "html", "recipients", "suppress", "results", "journal",
     "configuration_set", "tags", "headers", "unsubscribe", "template", "attachments",
     "attachment_column", "source_arn", "from_arn", "return_path_arn", "return_path", "directmail",
+    "events", "guard",
 )  # fmt: skip
 _SES_NAME = pattern(r"[A-Za-z0-9_-]{1,64}", "must be 1-64 of A-Z a-z 0-9 _ -")  # sets, templates
 _TAG_NAME = pattern(r"[A-Za-z0-9_-]{1,256}", "tag names must be 1-256 of A-Z a-z 0-9 _ -")
@@ -135,6 +137,9 @@ class Campaign:
     return_path_arn: str | None
     return_path: str | None
     directmail: Mapping[str, Any]
+    #: The event store of ``bulkmail events`` (results ``event`` field, report, guard).
+    events: Path | None = None
+    guard: GuardSettings | None = None  # set whenever ``events`` is
 
     @property
     def mode(self) -> str:
@@ -268,7 +273,7 @@ class _CampaignChecker(ProviderChecker):
         if "template" in m and isinstance(m["template"], dict) and "name" not in m["template"]:
             self.bad("template", "needs 'name: <stored template name>'")
         reply_to = m.get("reply_to", [])
-        return {
+        fields: dict[str, Any] = {
             "path": self.path,
             "name": self.get(m, "name", one_line) or stem,
             "provider": provider,
@@ -305,7 +310,17 @@ class _CampaignChecker(ProviderChecker):
             },
             "return_path": self.get(m, "return_path", address),
             "directmail": MappingProxyType(directmail),
+            **self.deliverability(m),
         }
+        if pname == "directmail" and not stored:
+            shared = [*fields["headers"], *(["List-Unsubscribe"] if unsubscribe else [])]
+            shared += ["List-Unsubscribe-Post"] if "url" in unsubscribe else []
+            self.directmail_limits(fields["sender"], subject, shared, m)
+        return fields
+
+    def deliverability(self, m: dict[str, Any]) -> dict[str, Any]:
+        events = self.get(m, "events", output_file(self.base))
+        return {"events": events, "guard": guard_settings(self, m.get("guard"), "events" in m)}
 
     def flags(self, overrides: dict[str, Any]) -> dict[str, Any]:
         """Command-line overrides, checked like the file but named by their flag.

@@ -85,6 +85,7 @@ class Renderer:
         "_text",
         "_unsubscribe",
         "_variables",
+        "_part_variables",
     )
 
     def __init__(
@@ -133,13 +134,16 @@ class Renderer:
         # Both environments start from the same default globals.
         self._globals: dict[str, Any] = dict(plain.globals)
         variables: set[str] = set()
+        part_variables: dict[str, frozenset[str]] = {}
 
         def compile_part(part: str, source: str, env: jinja2.Environment) -> _Part:
             if not any(mark in source for mark in _TEMPLATE_MARKS):
                 return source
             where = self._where(part)
             try:
-                variables.update(meta.find_undeclared_variables(env.parse(source)))
+                used = meta.find_undeclared_variables(env.parse(source))
+                part_variables[part] = frozenset(used)
+                variables.update(used)
                 return _render_function(env.from_string(source))
             except jinja2.TemplateSyntaxError as exc:
                 raise ConfigError(
@@ -183,11 +187,27 @@ class Renderer:
             tuple(templated) if templated or callable(self._unsubscribe) else None
         )
         self._variables = frozenset(variables)
+        self._part_variables = MappingProxyType(part_variables)
 
     @property
     def variables(self) -> frozenset[str]:
         """Names the templates use but do not define: the columns a list must have."""
         return self._variables
+
+    @property
+    def part_variables(self) -> Mapping[str, frozenset[str]]:
+        """:attr:`variables` by template part (``subject``, ``text``, ``headers.X-Id``...)."""
+        return self._part_variables
+
+    def missing_columns(self, columns: Sequence[str]) -> list[tuple[str, str]]:
+        """``(part, variable)`` for each variable that a row with only ``columns`` lacks
+        (``email`` and the template globals such as ``range`` are always there)."""
+        have = {*columns, "email", *self._globals}
+        return [
+            (part, name)
+            for part, used in self._part_variables.items()
+            for name in sorted(used - have)
+        ]
 
     def render(self, recipient: Recipient, *, key: int | None = None) -> Message | RenderProblem:
         """One :class:`Message` for ``recipient``, or the :class:`RenderProblem` that stops it."""

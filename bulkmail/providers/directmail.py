@@ -34,7 +34,7 @@ from __future__ import annotations
 import re
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from email.utils import getaddresses, parseaddr
 from typing import Any
 
@@ -353,6 +353,41 @@ class DirectMailProvider(_PooledHttpProvider):
         return None
 
 
+def campaign_problems(
+    *, sender: str, subject: str | None, header_names: Sequence[str]
+) -> list[tuple[str, str]]:
+    """What DirectMail would refuse in *every* message of a campaign: ``(field, problem)``
+    with field ``from``, ``subject`` or ``headers``. A templated subject (``{{ ... }}``) is
+    checked per message instead. Lets a campaign refuse to start rather than fail everyone.
+
+    >>> campaign_problems(sender="Our Very Long Newsletter <n@example.com>", subject="Hi",
+    ...                   header_names=["X-User-Id"])[0][1]
+    "FromAlias 'Our Very Long Newsletter' is 24 characters; DirectMail allows at most 15"
+    """
+    problems: list[tuple[str, str]] = []
+    alias = parseaddr(sender)[0]
+    if len(alias) > MAX_FROM_ALIAS_CHARS:
+        problems.append(
+            (
+                "from",
+                f"FromAlias {alias!r} is {len(alias)} characters; "
+                f"DirectMail allows at most {MAX_FROM_ALIAS_CHARS}",
+            )
+        )
+    fixed = subject is not None and not any(mark in subject for mark in ("{{", "{%", "{#"))
+    if fixed and subject is not None and len(subject) > MAX_SUBJECT_CHARS:
+        problems.append(
+            (
+                "subject",
+                f"is {len(subject)} characters; DirectMail allows at most {MAX_SUBJECT_CHARS}",
+            )
+        )
+    header_problem = _check_headers(tuple((name, "") for name in header_names))
+    if header_problem is not None:
+        problems.append(("headers", header_problem))
+    return problems
+
+
 def _check_headers(headers: tuple[tuple[str, str], ...]) -> str | None:
     if len(headers) > MAX_HEADERS:
         return f"DirectMail takes at most {MAX_HEADERS} headers, got {len(headers)}"
@@ -392,6 +427,7 @@ def from_config(
 __all__ = [
     "REGION_ENDPOINTS",
     "DirectMailProvider",
+    "campaign_problems",
     "classify_directmail_error",
     "endpoint_for",
     "from_config",

@@ -58,6 +58,8 @@ from aiohttp import web
 
 from bulkmail.servers import _directmail as dm
 from bulkmail.servers import _ses as ses
+from bulkmail.servers._suppression import PATH as SUPPRESSION_PATH
+from bulkmail.servers._suppression import SuppressionList
 from bulkmail.servers._wire import ApiError, Quota, Reply, SendRequest, build_eml
 from bulkmail.signing.aliyun import AlibabaCredentials
 from bulkmail.signing.sigv4 import AwsCredentials
@@ -192,6 +194,7 @@ class Sandbox:
         self._runner: web.ServerRunner | None = None
         self._url = ""
         self.accepted: list[Accepted] = []
+        self.suppression = SuppressionList()  # SESv2 account suppression list
         self.stats: dict[str, int] = dict.fromkeys(_STATS, 0)
 
     @property
@@ -347,6 +350,8 @@ class Sandbox:
         self._check_aws(request, True, path, query, body)
         if path == ses.V2_ACCOUNT and request.method == "GET":
             return ses.v2_account(self._quota_now(), request_id)
+        if path == SUPPRESSION_PATH:
+            return self.suppression.handle(request.method, query, body, self._clock(), request_id)
         if path != ses.V2_SEND or request.method != "POST":
             raise ApiError(404, "UnknownOperationException", "Unknown operation")
         send = self._parsed(ses.parse_v2_send, body)
