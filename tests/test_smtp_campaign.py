@@ -322,7 +322,7 @@ async def test_starttls_untrusted_certificate_stops_the_campaign(
 
     assert summary.stop_kind == "fatal"
     assert summary.stopped is not None and "TLS" in summary.stopped
-    assert summary.counts.get("sent", 0) == 0 and summary.exit_code == 1
+    assert summary.counts.get("sent", 0) == 0 and summary.exit_code == 2
     assert recorder.received == [] and recorder.auth_attempts == []  # no password sent
 
 

@@ -201,8 +201,6 @@ def cmd_send(argv: Sequence[str], out: TextIO, err: TextIO) -> int:
             print("resume later with:\n  " + _resume_command(argv), file=err)
     if args.json:
         out.write(orjson.dumps(summary.as_dict()).decode() + "\n")
-    if summary.stop_kind in ("fatal", "unavailable") and not summary.sent_this_run:
-        return 2  # a campaign-wide problem (bad key, untrusted certificate) before any send
     return summary.exit_code
 
 
