@@ -71,10 +71,14 @@ def check_sigv4(
     query: str,
     headers: Mapping[str, str],
     body: bytes,
-    credentials: AwsCredentials,
+    credentials: AwsCredentials | Mapping[str, AwsCredentials],
     now: float,
-) -> None:
-    """Raise the real SES error for a request the service would refuse; None if it passes."""
+) -> AwsCredentials:
+    """Raise the real SES error for a request the service would refuse; else the key it used.
+
+    ``credentials`` is the one key the server accepts, or the keys it issued by access key
+    id (the proxy's clients). No error message echoes the client's ``Authorization`` header:
+    it is a credential, and the answer may end up in a log."""
     value = headers.get("Authorization")
     if not value:
         if v2:
@@ -86,13 +90,19 @@ def check_sigv4(
     try:
         auth = parse_authorization(value)
     except ValueError as exc:
-        raise ApiError(400, incomplete, f"{exc}. Authorization={value[:40]}") from None
-    if auth.access_key_id != credentials.access_key_id:
+        raise ApiError(400, incomplete, str(exc)) from None
+    keys = (
+        {credentials.access_key_id: credentials}
+        if isinstance(credentials, AwsCredentials)
+        else credentials
+    )
+    found = keys.get(auth.access_key_id)
+    if found is None:
         raise ApiError(
             403, "UnrecognizedClientException" if v2 else "InvalidClientTokenId", INVALID_TOKEN
         )
     token = headers.get("X-Amz-Security-Token")
-    if token != credentials.session_token:
+    if token != found.session_token:
         raise ApiError(
             403, "UnrecognizedClientException" if v2 else "InvalidClientTokenId", INVALID_TOKEN
         )
@@ -102,8 +112,7 @@ def check_sigv4(
         raise ApiError(
             400,
             incomplete,
-            "Authorization header requires existence of either "
-            "a 'X-Amz-Date' or a 'Date' header. Authorization=" + value[:40],
+            "Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header.",
         )
     if auth.service not in ("ses", "email"):
         raise ApiError(
@@ -129,10 +138,11 @@ def check_sigv4(
         query=query,
         headers=headers,
         body=body,
-        secret_access_key=credentials.secret_access_key,
+        secret_access_key=found.secret_access_key,
         authorization=auth,
     ):
         raise ApiError(403, "SignatureDoesNotMatch", SIGNATURE_MISMATCH)
+    return found
 
 
 def new_message_id(now: float) -> str:
@@ -360,6 +370,16 @@ def _xml(action: str, result: str, request_id: str) -> Reply:
 
 def v1_sent(action: str, message_id: str, request_id: str) -> Reply:
     return _xml(action, f"\n    <MessageId>{message_id}</MessageId>\n  ", request_id)
+
+
+def v1_bulk_sent(message_ids: list[str], request_id: str) -> Reply:
+    """``SendBulkTemplatedEmail``'s answer: one ``Success`` status per destination."""
+    members = "".join(
+        f"\n      <member>\n        <Status>Success</Status>\n"
+        f"        <MessageId>{m}</MessageId>\n      </member>"
+        for m in message_ids
+    )
+    return _xml("SendBulkTemplatedEmail", f"\n    <Status>{members}\n    </Status>\n  ", request_id)
 
 
 def v1_quota(quota: Quota, request_id: str) -> Reply:
