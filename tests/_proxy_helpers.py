@@ -57,9 +57,17 @@ class Running:
 
 @contextlib.asynccontextmanager
 async def running(
-    tmp: Path, *, quota: float | None = 500, rate: str = "auto", name: str = "ses", **kw: Any
+    tmp: Path,
+    *,
+    quota: float | None = 500,
+    rate: str = "auto",
+    name: str = "ses",
+    extra: str = "",
+    **kw: Any,
 ) -> AsyncIterator[Running]:
-    config = ProxyConfig.from_file(write_config(tmp, rate=rate, name=name), environ=ENV)
+    config = ProxyConfig.from_file(
+        write_config(tmp, rate=rate, name=name, extra=extra), environ=ENV
+    )
     async with Sandbox(quota=quota, outbox=tmp / "outbox", **kw) as sandbox:
         from bulkmail.servers.sandbox import SANDBOX_ALIBABA
 

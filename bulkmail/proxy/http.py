@@ -17,6 +17,7 @@ header value (an ``Authorization`` header is a credential).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import ssl
@@ -151,7 +152,9 @@ class HttpServer:
         finally:
             self.open_connections -= 1
             self._writers.discard(writer)
-            writer.transport.abort()
+            writer.close()  # not abort(): an answer still in the buffer must reach the client
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(writer.wait_closed(), 1.0)
 
     async def _one(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: str, first: bool
