@@ -53,9 +53,16 @@ def _requests(n: int, recipients: int, host: str) -> list[bytes]:
         headers = {"Content-Type": "application/json"}
         headers.update(
             sign_headers(
-                method="POST", host=host, path="/v2/email/outbound-emails", query="",
-                headers=headers, body=body, credentials=KEY, region="us-east-1",
-                service="ses", now=now,
+                method="POST",
+                host=host,
+                path="/v2/email/outbound-emails",
+                query="",
+                headers=headers,
+                body=body,
+                credentials=KEY,
+                region="us-east-1",
+                service="ses",
+                now=now,
             )  # fmt: skip
         )
         head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
@@ -126,11 +133,12 @@ def proxy_bench(args: argparse.Namespace) -> None:
             proc.terminate()
             proc.wait(30)
     latencies.sort()
-    p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
+    p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000
+    p50 = statistics.median(latencies) * 1000
     print(
-        f"proxy: {n} messages x {k} recipients, {args.concurrency} connections, rate {args.rate}/s\n"
-        f"  accepted  {n / elapsed:8.0f} messages/s   p50 {statistics.median(latencies) * 1000:.1f} ms"
-        f"   p99 {p99 * 1000:.1f} ms\n"
+        f"proxy: {n} messages x {k} recipients, {args.concurrency} connections, "
+        f"rate {args.rate}/s\n"
+        f"  accepted  {n / elapsed:8.0f} messages/s   p50 {p50:.1f} ms   p99 {p99:.1f} ms\n"
         f"  delivered {n * k / delivered:8.0f} recipients/s  ({n * k} in {delivered:.1f} s)"
     )
 

@@ -88,7 +88,9 @@ def client(
         region_name="us-east-1",
         aws_access_key_id=key,
         aws_secret_access_key=secret,
-        config=Config(retries={"mode": "standard", "max_attempts": attempts}, max_pool_connections=16),
+        config=Config(
+            retries={"mode": "standard", "max_attempts": attempts}, max_pool_connections=16
+        ),
     )
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 import email
 import email.policy
-from email.message import EmailMessage
 import http.client
 import logging
 import time
+from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -22,7 +22,10 @@ from bulkmail.signing.sigv4 import AwsCredentials, sign_headers
 
 from ._proxy_helpers import KEY_ID, OTHER_ID, OTHER_SECRET, SECRET, client, recorded, running, until
 
-SIMPLE = {"Subject": {"Data": "Hello"}, "Body": {"Text": {"Data": "Hi"}, "Html": {"Data": "<p>Hi</p>"}}}
+SIMPLE = {
+    "Subject": {"Data": "Hello"},
+    "Body": {"Text": {"Data": "Hi"}, "Html": {"Data": "<p>Hi</p>"}},
+}
 
 
 async def call(fn: Any, **kw: Any) -> Any:
@@ -92,7 +95,10 @@ async def test_v1_actions_and_bulk(tmp_path: Path) -> None:
             Template="promo",
             DefaultTemplateData='{"name": "friend", "code": "A"}',
             Destinations=[
-                {"Destination": {"ToAddresses": ["e@x.org"]}, "ReplacementTemplateData": '{"name": "E"}'},
+                {
+                    "Destination": {"ToAddresses": ["e@x.org"]},
+                    "ReplacementTemplateData": '{"name": "E"}',
+                },
                 {"Destination": {"ToAddresses": ["f@x.org", "g@x.org"]}},
             ],
         )
@@ -116,8 +122,10 @@ async def test_v1_actions_and_bulk(tmp_path: Path) -> None:
         by_to = {a.to[0]: a for a in r.sandbox.accepted}
         assert sorted(by_to) == [f"{c}@x.org" for c in "abcdefgh"]
         assert by_to["b@x.org"].params.get("Destination") == {"ToAddresses": ["b@x.org"]}
-        data = {k: orjson.loads(by_to[k].params["Content"]["Template"]["TemplateData"]) for k in "eh"
-                for k in (f"{k}@x.org",)}  # fmt: skip
+        data = {
+            k: orjson.loads(by_to[k].params["Content"]["Template"]["TemplateData"])
+            for k in ("e@x.org", "h@x.org")
+        }
         assert data["e@x.org"] == {"name": "E", "code": "A"}
         assert data["h@x.org"] == {"name": "H", "code": "B"}
         assert orjson.loads(by_to["f@x.org"].params["Content"]["Template"]["TemplateData"]) == {
@@ -181,7 +189,11 @@ async def test_auth_failures_send_nothing_and_never_log_a_secret(
         }
         cases = [
             (client("sesv2", r.url, secret="wrong-secret-0000"), "SignatureDoesNotMatch", 403),
-            (client("sesv2", r.url, key="AKIDUNKNOWNKEY000000"), "UnrecognizedClientException", 403),
+            (
+                client("sesv2", r.url, key="AKIDUNKNOWNKEY000000"),
+                "UnrecognizedClientException",
+                403,
+            ),
             (client("sesv2", r.url, key=OTHER_ID, secret=OTHER_SECRET), "MessageRejected", 400),
         ]
         for ses, code, status in cases:
@@ -207,8 +219,9 @@ async def test_auth_failures_send_nothing_and_never_log_a_secret(
 
 async def _signed(
     url: str, method: str, path: str, *, now: float | None = None,
-    key: AwsCredentials = AwsCredentials(KEY_ID, SECRET), body: bytes = b"",
+    key: AwsCredentials | None = None, body: bytes = b"",
 ) -> tuple[int, bytes]:  # fmt: skip
+    key = key or AwsCredentials(KEY_ID, SECRET)
     parts = urlsplit(url)
     host = parts.netloc
     headers = sign_headers(

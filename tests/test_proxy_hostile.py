@@ -41,7 +41,9 @@ def logs(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
     return caplog
 
 
-async def test_garbage_and_malformed_requests(tmp_path: Path, logs: pytest.LogCaptureFixture) -> None:
+async def test_garbage_and_malformed_requests(
+    tmp_path: Path, logs: pytest.LogCaptureFixture
+) -> None:
     async with running(tmp_path, extra=LIMITS) as r:
         port = r.proxy.http.port  # type: ignore[union-attr]
         garbage = await exchange(port, b"\x16\x03\x01\x02\x00garbage\r\n\r\n")
@@ -77,7 +79,8 @@ async def test_huge_declared_body_refused_before_reading(tmp_path: Path) -> None
         port = r.proxy.http.port  # type: ignore[union-attr]
         for path in (b"/", b"/v2/email/outbound-emails"):
             answer = await exchange(
-                port, b"POST " + path + b" HTTP/1.1\r\nHost: x\r\nContent-Length: 100000000000\r\n\r\n"
+                port,
+                b"POST " + path + b" HTTP/1.1\r\nHost: x\r\nContent-Length: 100000000000\r\n\r\n",
             )
             assert answer.startswith(b"HTTP/1.1 413 ")
             assert b"Connection: close" in answer
@@ -94,7 +97,9 @@ async def test_slow_clients_are_cut_off(tmp_path: Path, logs: pytest.LogCaptureF
 
 
 async def test_idle_connections_are_bounded(tmp_path: Path) -> None:
-    async with running(tmp_path, extra=LIMITS.replace("header_timeout: 0.5", "header_timeout: 5")) as r:
+    async with running(
+        tmp_path, extra=LIMITS.replace("header_timeout: 0.5", "header_timeout: 5")
+    ) as r:
         port = r.proxy.http.port  # type: ignore[union-attr]
         idle = [await asyncio.open_connection("127.0.0.1", port) for _ in range(40)]
         try:
@@ -107,7 +112,9 @@ async def test_idle_connections_are_bounded(tmp_path: Path) -> None:
             for _, writer in idle:
                 writer.close()
         await asyncio.sleep(0.2)
-        answer = await exchange(port, b"GET /v2/email/account HTTP/1.1\r\nConnection: close\r\n\r\n")
+        answer = await exchange(
+            port, b"GET /v2/email/account HTTP/1.1\r\nConnection: close\r\n\r\n"
+        )
         assert answer.startswith(b"HTTP/1.1 403 ")  # served again once they went away
 
 
@@ -128,3 +135,28 @@ async def test_flood_of_unsigned_requests(tmp_path: Path, logs: pytest.LogCaptur
         writer.close()
     assert len([m for m in _lines(logs) if "MissingAuthenticationToken" in m]) == 200
     assert r.sandbox.stats["accepted"] == 0
+
+
+async def test_sandbox_shares_the_hardening(caplog: pytest.LogCaptureFixture) -> None:
+    """The sandbox (same SES code): 413 before reading, one line per bad request line,
+    and no error echoes the client's Authorization header."""
+    from bulkmail.servers.sandbox import Sandbox
+
+    caplog.set_level(logging.DEBUG, logger="bulkmail")
+    async with Sandbox() as sandbox:
+        port = int(sandbox.url.rsplit(":", 1)[1])
+        big = await exchange(
+            port, b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100000000000\r\n\r\n", wait=3
+        )
+        assert big.startswith(b"HTTP/1.1 413 ") and b"RequestEntityTooLarge" in big
+        garbage = await exchange(port, b"\x16\x03\x01garbage\r\n\r\n", wait=3)
+        assert garbage.startswith(b"HTTP/1.0 400 ")
+        echo = await exchange(
+            port,
+            b"POST / HTTP/1.1\r\nHost: x\r\nX-Amz-Date: 2026\r\nAuthorization: "
+            + AUTH.encode() + b"\r\nContent-Length: 0\r\n\r\n",
+            wait=3,
+        )  # fmt: skip
+        assert b"IncompleteSignature" in echo and b"SECRETLOOKING" not in echo
+    assert "Traceback" not in caplog.text
+    assert all(r.exc_info is None for r in caplog.records)

@@ -27,6 +27,7 @@ from typing import Protocol
 
 from multidict import CIMultiDict
 
+from bulkmail.servers._ses import too_large
 from bulkmail.servers._wire import ApiError, Reply
 
 log = logging.getLogger("bulkmail.proxy")
@@ -192,16 +193,7 @@ class HttpServer:
             if length > limit:
                 raise _Refused(
                     f"declared body of {length} bytes over the limit of {limit}",
-                    self.handler.error(
-                        path,
-                        ApiError(
-                            413,
-                            "RequestEntityTooLarge"
-                            if not path.startswith("/v2/")
-                            else "BadRequestException",
-                            f"Request body is {length} bytes; the limit is {limit} bytes.",
-                        ),
-                    ),
+                    self.handler.error(path, too_large(length, limit, v2=path.startswith("/v2/"))),
                 )
             if self._buffered + length > limits.body_budget:
                 raise _Refused(

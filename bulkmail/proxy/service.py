@@ -37,10 +37,6 @@ log = logging.getLogger("bulkmail.proxy")
 
 V2_BULK = "/v2/email/outbound-bulk-emails"
 STATUS_PREFIX = "/bulkmail/v1/messages/"
-#: Declared bodies above these are refused (413) before being read: SES's message limits
-#: (v2 40 MB, v1 10 MB raw) as base64 in a JSON document / a form, plus room for the rest.
-V2_BODY_LIMIT = 40 * 1024 * 1024 * 4 // 3 + (1 << 20)
-V1_BODY_LIMIT = 10 * 1024 * 1024 * 4 // 3 + (1 << 20)
 GET_BODY_LIMIT = 64 * 1024
 _INVALID_ACTION = (
     "The action or operation requested is invalid. Verify that the action is typed correctly."
@@ -106,7 +102,7 @@ class ProxyService:
     def body_limit(self, method: str, path: str) -> int:
         if method == "GET":
             return GET_BODY_LIMIT
-        return V2_BODY_LIMIT if path.startswith("/v2/") else V1_BODY_LIMIT
+        return ses.body_limit(path)
 
     def error(self, path: str, error: ApiError) -> Reply:
         if path.startswith("/v2/") or path.startswith(STATUS_PREFIX):

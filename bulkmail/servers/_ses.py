@@ -31,6 +31,25 @@ V2_SEND = "/v2/email/outbound-emails"
 V2_ACCOUNT = "/v2/email/account"
 MAX_RECIPIENTS = 50
 MAX_SKEW = 300.0  # seconds between X-Amz-Date and the sandbox clock
+#: Declared bodies above these are refused (413) before being read: SES's message limits
+#: (v2 40 MB, v1 10 MB raw) as base64 in a JSON document / a form, plus room for the rest.
+V2_BODY_LIMIT = 40 * 1024 * 1024 * 4 // 3 + (1 << 20)
+V1_BODY_LIMIT = 10 * 1024 * 1024 * 4 // 3 + (1 << 20)
+
+
+def body_limit(path: str) -> int:
+    """The largest request body SES takes on ``path`` (v2 paths start with ``/v2/``)."""
+    return V2_BODY_LIMIT if path.startswith("/v2/") else V1_BODY_LIMIT
+
+
+def too_large(length: int, limit: int, *, v2: bool) -> ApiError:
+    """The answer to a declared body over ``limit``."""
+    return ApiError(
+        413,
+        "BadRequestException" if v2 else "RequestEntityTooLarge",
+        f"Request body is {length} bytes; the limit is {limit} bytes.",
+    )
+
 
 SIGNATURE_MISMATCH = (
     "The request signature we calculated does not match the signature you provided. "
