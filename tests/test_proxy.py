@@ -7,6 +7,7 @@ import email
 import email.policy
 import http.client
 import logging
+import shutil
 import time
 from email.message import EmailMessage
 from pathlib import Path
@@ -298,3 +299,48 @@ async def test_ses_in_directmail_out(tmp_path: Path) -> None:
         assert await until(lambda: r.sandbox.stats["accepted"] == 2, 10)
         assert {a.api for a in r.sandbox.accepted} == {"directmail"}
         assert sorted(a.to for a in r.sandbox.accepted) == [("a@x.org",), ("b@x.org",)]
+
+
+async def test_moto_as_upstream(tmp_path: Path, moto_ses: Any) -> None:
+    """SES in, SES out, against moto with its SigV4 checks on."""
+    from bulkmail.proxy import Proxy, ProxyConfig
+
+    from ._proxy_helpers import ENV, write_config
+
+    config = ProxyConfig.from_file(write_config(tmp_path, rate="50"), environ=ENV)
+    async with Proxy(config, endpoint=moto_ses.url, credentials=moto_ses.credentials) as proxy:
+        before = len(moto_ses.recipients("moto.example"))
+        await call(
+            client("sesv2", proxy.url).send_email,
+            FromEmailAddress="news@example.com",
+            Destination={"ToAddresses": ["a@moto.example"], "BccAddresses": ["b@moto.example"]},
+            Content={"Simple": SIMPLE},
+        )
+        assert await until(lambda: len(moto_ses.recipients("moto.example")) - before >= 2, 15)
+        assert sorted(moto_ses.recipients("moto.example")[before:]) == [
+            "a@moto.example",
+            "b@moto.example",
+        ]
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs openssl to make a cert")
+async def test_tls_listener(tmp_path: Path) -> None:
+    import subprocess
+
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
+         "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+         "-keyout", str(tmp_path / "key.pem"), "-out", str(tmp_path / "cert.pem")],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    extra = "tls: {cert: cert.pem, key: key.pem}\n"
+    async with running(tmp_path, extra=extra) as r:
+        assert r.url.startswith("https://")
+        import boto3
+
+        ses = boto3.client(
+            "ses", endpoint_url=r.url, region_name="us-east-1", aws_access_key_id=KEY_ID,
+            aws_secret_access_key=SECRET, verify=str(tmp_path / "cert.pem"),
+        )  # fmt: skip
+        quota = await call(ses.get_send_quota)
+        assert quota["MaxSendRate"] == 500.0

@@ -162,9 +162,8 @@ class HttpServer:
     ) -> bool:
         limits = self.limits
         try:
-            start = await asyncio.wait_for(
-                reader.read(1), limits.header_timeout if first else limits.idle_timeout
-            )
+            async with asyncio.timeout(limits.header_timeout if first else limits.idle_timeout):
+                start = await reader.read(1)
         except TimeoutError:
             if first:
                 log.warning("%s: no request within %.0f s; closed", peer, limits.header_timeout)
@@ -174,9 +173,8 @@ class HttpServer:
         path = "?"
         try:
             try:
-                head = start + await asyncio.wait_for(
-                    reader.readuntil(b"\r\n\r\n"), limits.header_timeout
-                )
+                async with asyncio.timeout(limits.header_timeout):  # no task per request
+                    head = start + await reader.readuntil(b"\r\n\r\n")
             except TimeoutError:
                 raise _Refused(
                     f"request head not complete within {limits.header_timeout:g} s"
@@ -207,11 +205,10 @@ class HttpServer:
                 if headers.get("Expect", "").lower() == "100-continue":
                     writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
                 try:
-                    body = (
-                        await asyncio.wait_for(reader.readexactly(length), limits.body_timeout)
-                        if length
-                        else b""
-                    )
+                    body = b""
+                    if length:
+                        async with asyncio.timeout(limits.body_timeout):
+                            body = await reader.readexactly(length)
                 except TimeoutError:
                     raise _Refused(f"body not complete within {limits.body_timeout:g} s") from None
                 request = Request(method, path, query, headers, body, peer)
