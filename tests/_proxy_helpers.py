@@ -63,12 +63,14 @@ async def running(
     rate: str = "auto",
     name: str = "ses",
     extra: str = "",
+    outbox: bool = True,
     **kw: Any,
 ) -> AsyncIterator[Running]:
     config = ProxyConfig.from_file(
         write_config(tmp, rate=rate, name=name, extra=extra), environ=ENV
     )
-    async with Sandbox(quota=quota, outbox=tmp / "outbox", **kw) as sandbox:
+    folder = tmp / "outbox" if outbox else None
+    async with Sandbox(quota=quota, outbox=folder, **kw) as sandbox:
         from bulkmail.servers.sandbox import SANDBOX_ALIBABA
 
         creds = SANDBOX_ALIBABA if name == "directmail" else SANDBOX_AWS

@@ -1,7 +1,7 @@
 """The proxy journal's storage: one SQLite file, messages and their recipients.
 
 Synchronous; :class:`~bulkmail.proxy.store.SqliteQueue` runs every call in one thread.
-WAL with ``synchronous = FULL``: a commit is on disk (fsync) when it returns, so an
+WAL; an accept commits with ``synchronous = FULL``: on disk (fsync) when it returns, so an
 accepted message survives a SIGKILL or a power cut. Nothing secret is stored: the client's
 access key id names the client, never its secret.
 """
@@ -93,6 +93,7 @@ class ProxyDb:
         self._lock_fd = lock_fd
         self._results = results
         self.requeued = 0
+        self._sync = "FULL"
 
     @classmethod
     def open(cls, path: Path, *, results: Path | None = None) -> ProxyDb:
@@ -112,7 +113,7 @@ class ProxyDb:
             unlock(fd)
             raise
         db = cls(conn, fd, out)
-        with db._tx():
+        with db._tx(fsync=True):
             # A process that died while sending: those rows were possibly sent.
             db.requeued = conn.execute(
                 "UPDATE recipients SET state = 'pending', possible_duplicate = 1 "
@@ -128,7 +129,17 @@ class ProxyDb:
         unlock(self._lock_fd)
 
     @contextlib.contextmanager
-    def _tx(self) -> Any:
+    def _tx(self, *, fsync: bool = False) -> Any:
+        """One transaction; ``fsync``: on disk when it returns (an accept, before its 200).
+
+        The engine's own steps (in flight, outcomes) commit with ``synchronous = NORMAL``:
+        in WAL mode that survives a killed process (the OS has the pages), as the campaign
+        journal does; the next accept's fsync makes them durable against power loss too.
+        """
+        level = "FULL" if fsync else "NORMAL"
+        if level != self._sync:
+            self.conn.execute(f"PRAGMA synchronous = {level}")
+            self._sync = level
         self.conn.execute("BEGIN IMMEDIATE")
         try:
             yield
@@ -142,7 +153,7 @@ class ProxyDb:
     def accept(self, messages: Iterable[NewMessage], now: float) -> int:
         """Commit every message and its recipients in one durable transaction."""
         count = 0
-        with self._tx():
+        with self._tx(fsync=True):
             for m in messages:
                 cur = self.conn.execute(
                     "INSERT INTO messages (mid, client, api, accepted_at, size, spec, raw) "

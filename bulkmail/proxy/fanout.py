@@ -205,11 +205,7 @@ def _merge(default: str | None, replacement: str | None, v2: bool) -> str:
 
 
 def _members(params: Mapping[str, str], prefix: str) -> list[str]:
-    found, i = [], 1
-    while (value := params.get(f"{prefix}.member.{i}")) is not None:
-        found.append(value)
-        i += 1
-    return found
+    return list(ses.members(params, prefix))
 
 
 def bulk_v1(params: Mapping[str, str]) -> list[Envelope]:
@@ -269,12 +265,7 @@ def bulk_v2(body: bytes) -> list[Envelope]:
     def bad(message: str) -> ApiError:
         return ApiError(400, "BadRequestException", message)
 
-    try:
-        doc = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        raise ApiError(400, "SerializationException", "Invalid JSON in request body.") from None
-    if not isinstance(doc, dict):
-        raise ApiError(400, "SerializationException", "Request body must be a JSON object.")
+    doc = ses.json_object(body)
     sender = doc.get("FromEmailAddress")
     template = (doc.get("DefaultContent") or {}).get("Template")
     if not isinstance(sender, str) or not sender:

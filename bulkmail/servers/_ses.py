@@ -205,14 +205,20 @@ def _name_values(value: Any, what: str) -> tuple[tuple[str, str], ...]:
         raise _v2_bad(f"{what} must be a list of {{Name, Value}} objects.") from None
 
 
-def parse_v2_send(body: bytes) -> SendRequest:
-    """``SendEmail`` (``POST /v2/email/outbound-emails``) -> the send, or the real error."""
+def json_object(body: bytes) -> dict[str, Any]:
+    """A v2 request body as a JSON object, or SES's ``SerializationException``."""
     try:
         doc = orjson.loads(body)
     except orjson.JSONDecodeError:
         raise ApiError(400, "SerializationException", "Invalid JSON in request body.") from None
     if not isinstance(doc, dict):
         raise ApiError(400, "SerializationException", "Request body must be a JSON object.")
+    return doc
+
+
+def parse_v2_send(body: bytes) -> SendRequest:
+    """``SendEmail`` (``POST /v2/email/outbound-emails``) -> the send, or the real error."""
+    doc = json_object(body)
     destination = doc.get("Destination") or {}
     if not isinstance(destination, dict):
         raise _v2_bad("Destination must be an object.")
@@ -325,7 +331,8 @@ V1_SEND_ACTIONS = frozenset({"SendEmail", "SendRawEmail", "SendTemplatedEmail"})
 V1_ACTIONS = V1_SEND_ACTIONS | {"GetSendQuota"}
 
 
-def _members(params: Mapping[str, str], prefix: str) -> tuple[str, ...]:
+def members(params: Mapping[str, str], prefix: str) -> tuple[str, ...]:
+    """The values of a Query-API list: ``prefix.member.1``, ``prefix.member.2``, ..."""
     found = []
     i = 1
     while (value := params.get(f"{prefix}.member.{i}")) is not None:
@@ -346,10 +353,10 @@ def parse_v1_send(params: Mapping[str, str]) -> SendRequest:
     action = params.get("Action", "")
     send = SendRequest(
         api="sesv1",
-        to=_members(params, "Destination.ToAddresses"),
-        cc=_members(params, "Destination.CcAddresses"),
-        bcc=_members(params, "Destination.BccAddresses"),
-        reply_to=_members(params, "ReplyToAddresses"),
+        to=members(params, "Destination.ToAddresses"),
+        cc=members(params, "Destination.CcAddresses"),
+        bcc=members(params, "Destination.BccAddresses"),
+        reply_to=members(params, "ReplyToAddresses"),
         sender=params.get("Source", ""),
         subject="",
         params=params,
@@ -366,7 +373,7 @@ def parse_v1_send(params: Mapping[str, str]) -> SendRequest:
             raise ApiError(
                 400, "InvalidParameterValue", "Invalid base64 in RawMessage.Data"
             ) from None
-        send.to = _members(params, "Destinations") or send.to
+        send.to = members(params, "Destinations") or send.to
         describe_raw(send)
     else:  # SendTemplatedEmail
         send.sender = _required(params, "Source")
