@@ -171,13 +171,15 @@ class Proxy:
     async def stop(self) -> Summary | None:
         """Stop accepting, drain what is in flight (``grace``), close the journal."""
         summary = None
-        if self.http is not None:
-            await self.http.stop()
-        self._stop.set()
-        if self._run is not None:
-            summary = await self._run
-            self._run = None
-        await self._stack.aclose()
+        try:
+            if self.http is not None:
+                await self.http.stop()
+            self._stop.set()
+            if self._run is not None:
+                run, self._run = self._run, None
+                summary = await run
+        finally:
+            await self._stack.aclose()  # the journal is closed whatever the engine raised
         return summary
 
 

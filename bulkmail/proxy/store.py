@@ -71,6 +71,7 @@ class SqliteQueue:
         self._handed: dict[int, tuple[str, int]] = {}
         self._waiting: list[tuple[list[NewMessage], asyncio.Future[None]]] = []
         self._committing = False
+        self._commit_task: asyncio.Task[None] | None = None
         self.backlog = 0  # recipients accepted and not yet final
 
     @classmethod
@@ -125,7 +126,7 @@ class SqliteQueue:
         self._waiting.append((messages, done))
         if not self._committing:
             self._committing = True
-            asyncio.create_task(self._commit_loop())
+            self._commit_task = asyncio.create_task(self._commit_loop())  # keep a reference
         await done
         return [m.mid for m in messages]
 
