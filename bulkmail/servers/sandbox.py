@@ -318,7 +318,8 @@ class Sandbox:
             reply = self._error(api, ses.too_large(length, limit, v2=api == "sesv2"), request_id)
             return self._respond(reply, close=True)
         try:
-            body = await asyncio.wait_for(request.read(), _BODY_TIMEOUT)
+            async with asyncio.timeout(_BODY_TIMEOUT):  # no extra task per request
+                body = await request.read()
         except (TimeoutError, ConnectionError):
             log.warning("sandbox: %s %r: body not received; closed", request.method, path[:100])
             raise self._drop(request) from None
