@@ -129,6 +129,7 @@ def proxy_bench(args: argparse.Namespace) -> None:
                     raise RuntimeError("the proxy did not deliver everything in 10 minutes")
                 time.sleep(0.05)
             delivered = time.perf_counter() - started
+            throttled = sink_stats(url)["throttled"]
         finally:
             proc.terminate()
             proc.wait(30)
@@ -139,7 +140,8 @@ def proxy_bench(args: argparse.Namespace) -> None:
         f"proxy: {n} messages x {k} recipients, {args.concurrency} connections, "
         f"rate {args.rate}/s\n"
         f"  accepted  {n / elapsed:8.0f} messages/s   p50 {p50:.1f} ms   p99 {p99:.1f} ms\n"
-        f"  delivered {n * k / delivered:8.0f} recipients/s  ({n * k} in {delivered:.1f} s)"
+        f"  delivered {n * k / delivered:8.0f} recipients/s  ({n * k} in {delivered:.1f} s, "
+        f"{throttled} throttled by the sink)"
     )
 
 
