@@ -4,6 +4,7 @@
     python -m benchmarks.run pacing  [--rates 14,500,5000]  # quota held, ≥ 97 % reached
     python -m benchmarks.run latency [--rate 2000 --latency 0.08]
     python -m benchmarks.run memory  [--n 1000000]
+    python -m benchmarks.run proxy   [--n 2000 --rate 2000 --recipients 5]  # benchmarks/proxy.py
 
 Each client runs in its own process (``benchmarks.clients``) and reports its own wall time,
 CPU and peak RSS; the sink runs in another and reports its CPU, so the table shows that the
@@ -258,7 +259,7 @@ def main(argv: list[str] | None = None) -> None:
         "mode",
         nargs="?",
         default="throughput",
-        choices=["throughput", "pacing", "latency", "memory", "resume"],
+        choices=["throughput", "pacing", "latency", "memory", "resume", "proxy"],
     )
     parser.add_argument("--n", type=int, default=20000)
     parser.add_argument("--repeats", type=int, default=2)
@@ -268,8 +269,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--rate", type=float, default=2000.0)
     parser.add_argument("--latency", type=float, default=0.08)
+    from benchmarks.proxy import add_arguments, proxy_bench
+
+    add_arguments(parser)
     args = parser.parse_args(argv)
-    if args.mode == "throughput":
+    if args.mode == "proxy":
+        proxy_bench(args)
+    elif args.mode == "throughput":
         throughput(args)
     elif args.mode == "pacing":
         pacing(args)
