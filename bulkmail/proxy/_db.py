@@ -17,8 +17,9 @@ from typing import IO, Any
 
 import orjson
 
-from bulkmail.books._journal_store import lock, timestamp, unlock
 from bulkmail.books.base import FINAL_STATES, RowOutcome
+from bulkmail.books.journal import timestamp
+from bulkmail.books.lockfile import lock, unlock
 from bulkmail.errors import JournalError
 
 SCHEMA = """
@@ -132,11 +133,11 @@ class ProxyDb:
     def _tx(self, *, fsync: bool = False) -> Any:
         """One transaction; ``fsync``: on disk when it returns (an accept, before its 200).
 
-        The engine's own steps (in flight, outcomes) commit with ``synchronous = NORMAL``:
-        in WAL mode that survives a killed process (the OS has the pages), as the campaign
-        journal does; the next accept's fsync makes them durable against power loss too.
+        The engine's own steps (in flight, outcomes) commit with ``synchronous = FULL`` too,
+        as the campaign journal does: a row marked in flight is on disk before its request
+        leaves, even across a power loss (group commits keep the fsyncs few).
         """
-        level = "FULL" if fsync else "NORMAL"
+        level = "FULL"
         if level != self._sync:
             self.conn.execute(f"PRAGMA synchronous = {level}")
             self._sync = level
