@@ -302,10 +302,6 @@ class Journal:
         """Pending rows with ``id > after_id`` in id (= line) order, at most ``limit``."""
         return self._select("pending", after_id, limit)
 
-    def uncertain(self, limit: int = 100) -> list[PendingRow]:
-        """Rows possibly sent but not known to be (held by an at-most-once run)."""
-        return self._select("uncertain", 0, limit)
-
     def _select(self, state: str, after_id: int, limit: int) -> list[PendingRow]:
         cursor = self._conn.execute(store.SELECT_STATE, (state, after_id, limit))
         return [
