@@ -185,3 +185,33 @@ async def test_an_unexpected_exception_stops_the_run_and_leaves_the_row_in_fligh
     assert isinstance(run.sender.stopped, InternalError)
     assert "in_flight" in books.states.values()  # possibly sent: the next run flags it
     assert intake.settled == []
+
+
+class SlowLast(RecordingProvider):
+    """Answers the last row only after ``delay`` seconds (a send deep in its backoff)."""
+
+    def __init__(self, books: MemoryBooks, last: int, delay: float) -> None:
+        super().__init__(books)
+        self.last, self.delay = last, delay
+
+    async def send(self, message: Message) -> Outcome:
+        if message.key == self.last:
+            await asyncio.sleep(self.delay)
+        return await super().send(message)
+
+
+async def test_a_normal_end_waits_for_every_send_however_long_past_the_grace() -> None:
+    books = MemoryBooks(rows(10))
+    intake = MemoryIntake(rows(10), chunk=10)
+    run = CampaignRun(
+        intake=intake,
+        books=books,
+        compose=compose,
+        sender=Sender(SlowLast(books, last=10, delay=0.3), rate=1_000_000),
+        chunk=10,
+        grace=0.01,  # the grace bounds a drain (Ctrl-C), never the end of a normal run
+    )
+    summary = await run.run()
+    assert books.states[10] == "sent"
+    assert "in_flight" not in books.states.values()
+    assert summary.complete and summary.stop_kind is None

@@ -398,6 +398,16 @@ class CampaignRun:
     async def _drain_tasks(self) -> None:
         if self.sender.stopped is not None:
             self.sender.drain()
+        if self._tasks and not self._stopping:
+            # The intake ran dry: every send still retrying ends on its own (its attempts
+            # are bounded), however long its backoff. Only a stop that comes meanwhile bounds
+            # the wait by the grace period; cancelling a send would leave its row in flight.
+            halted = asyncio.ensure_future(self._halt.wait())
+            try:
+                while self._tasks and not halted.done():
+                    await asyncio.wait({*self._tasks, halted}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                halted.cancel()
         if self._tasks:
             _, late = await asyncio.wait(set(self._tasks), timeout=self.grace)
             for task in late:
