@@ -111,6 +111,7 @@ async def run_campaign(
     async with contextlib.AsyncExitStack() as stack:
         if provider is None:
             provider = await stack.enter_async_context(open_provider(campaign))
+        provider = _bulk_if_possible(campaign, provider)
         await stack.enter_async_context(_entered(provider))
         if campaign.mode == "batch":
             from bulkmail.delivery.batch import run_batch_campaign
@@ -200,6 +201,18 @@ async def _run_list(
         return replace(summary, results=str(campaign.results), journal=str(campaign.journal))
     finally:
         await books.close()
+
+
+def _bulk_if_possible(campaign: Campaign, provider: Provider) -> Provider:
+    """A stored-template campaign goes through bulk calls when the provider has them
+    (SESv2 ``SendBulkEmail``), unless the campaign says ``bulk: false``."""
+    if campaign.template is None or not campaign.bulk or campaign.mode == "batch":
+        return provider
+    if not callable(getattr(provider, "send_bulk", None)):
+        return provider
+    from bulkmail.delivery.bulk import BulkSender
+
+    return BulkSender(provider)  # type: ignore[arg-type]
 
 
 def _preflight(recipients: Path) -> str:

@@ -1,12 +1,32 @@
-"""The concurrency gate: bounds requests in flight to what the rate and latency need.
+"""The concurrency gate: bounds requests in flight to what the service needs, not more.
 
-In flight ≈ rate × latency (Little's law), with a floor and a cap::
+Little's law says a service answering in ``S`` seconds needs ``X·S`` requests in flight to
+carry ``X`` per second. The gate sizes itself from two measurements and a bound::
+
+    limit = min(cap, floor + ceil(2 · min(rate, X) · S_low))
+
+- ``S_low``: a low percentile (the 10th) of the *service's* own time — from the request
+  written to the answer read, as the HTTP layer reports it in ``Outcome.service_time`` —
+  over the last 256 answers. Time spent queueing inside bulkmail (waiting for the gate, the
+  connection pool or a busy event loop) is not in it, so a long queue cannot make the gate
+  grow: that is what let it feed on itself before (500 connections at ``rate: 1000000``).
+- ``X``: the completions per second actually observed over the last window (~0.1 s), capped
+  by the pacer's rate. With no queueing (``S_low`` ≈ time per request) the limit doubles each
+  window, so against a slow service (80 ms a call) it grows in a handful of windows; once
+  requests queue inside bulkmail (time per request ≥ 2 ``S_low``) it stops growing, because
+  ``X = in flight / time per request`` falls while ``S_low`` does not rise.
+
+The factor 2 is the bound on self-inflicted queueing; ``floor`` keeps a few requests in flight
+whatever the measurements say (start-up, a stalled window) and ``cap`` is the user's ceiling
+(``concurrency:``). A provider that reports no service time (SMTP) falls back to the time of
+the whole attempt, which is what the gate used before::
 
     gate = Gate(lambda: limiter.effective_rate, floor=8, cap=512)
     await gate.acquire()
     try:
         ...  # one request
     finally:
+        gate.observe(attempt_seconds, service_seconds)
         gate.release()
 """
 
@@ -14,37 +34,113 @@ from __future__ import annotations
 
 import asyncio
 import math
+import time
 from collections import deque
 from collections.abc import Callable
 
+__all__ = ["Gate"]
+
+_SAMPLES = 256  # service times kept (a ring)
+_EVERY = 32  # recompute the percentile after this many new samples
+_PERCENTILE = 0.10
+_HEADROOM = 2.0  # in flight may carry up to this many times the service's own time
+_WINDOW = 0.1  # seconds over which throughput is counted
+_START_LATENCY = 0.05  # what S is assumed to be before any answer
+
 
 class Gate:
-    """Bounds requests in flight to what the rate and observed latency need (Little's law)."""
+    """Bounds requests in flight to ``floor + 2 × throughput × low service time``.
 
-    __slots__ = ("_in_use", "_waiters", "_latency", "_floor", "_cap", "_rate")
+    >>> gate = Gate(lambda: 100.0, floor=4, cap=64, clock=lambda: 0.0)
+    >>> gate.limit                    # nothing observed yet: the floor
+    4
 
-    def __init__(self, rate: Callable[[], float], *, floor: int, cap: int) -> None:
+    ``clock`` (seconds, monotonic) is injectable for tests; see the module docstring for
+    the rule and why it cannot feed on its own queue.
+    """
+
+    __slots__ = (
+        "_cap", "_clock", "_count", "_done", "_filled", "_floor", "_in_use", "_limit", "_pos",
+        "_rate", "_samples", "_service", "_throughput", "_waiters", "_window_start",
+    )  # fmt: skip
+
+    def __init__(
+        self,
+        rate: Callable[[], float],
+        *,
+        floor: int,
+        cap: int,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if floor < 1 or cap < 1:
+            raise ValueError("floor and cap must be at least 1")
         self._in_use = 0
         self._waiters: deque[asyncio.Future[None]] = deque()
-        self._latency = 0.05  # EWMA of seconds per attempt; starts at a plausible 50 ms
-        self._floor = floor
+        self._floor = min(floor, cap)
         self._cap = cap
         self._rate = rate
+        self._clock = clock
+        self._samples = [0.0] * _SAMPLES
+        self._pos = 0
+        self._filled = 0
+        self._count = 0
+        self._service = _START_LATENCY
+        self._throughput = 0.0  # completions per second, last full window
+        self._done = 0  # completions in the current window
+        self._window_start: float | None = None
+        self._limit = self._floor
 
     @property
     def limit(self) -> int:
-        needed = math.ceil(2.0 * self._rate() * self._latency) + self._floor
-        return min(self._cap, needed)
+        """How many requests may be in flight now."""
+        return self._limit
 
     @property
     def in_use(self) -> int:
         return self._in_use
 
-    def observe(self, seconds: float) -> None:
-        self._latency += 0.05 * (seconds - self._latency)
+    @property
+    def service_time(self) -> float:
+        """The low percentile of the service's time the limit is sized from (seconds)."""
+        return self._service
+
+    @property
+    def throughput(self) -> float:
+        """Completions per second over the last full window."""
+        return self._throughput
+
+    def observe(self, seconds: float, service: float | None = None) -> None:
+        """One attempt ended after ``seconds``; the service itself took ``service`` of them
+        (``None``: unknown, use ``seconds``)."""
+        self._samples[self._pos] = seconds if service is None else service
+        self._pos = (self._pos + 1) % _SAMPLES
+        if self._filled < _SAMPLES:
+            self._filled += 1
+        self._done += 1
+        self._count += 1
+        if self._count >= _EVERY or self._filled < _EVERY:
+            self._count = 0
+            self._update()
+
+    def _update(self) -> None:
+        now = self._clock()
+        if self._window_start is None:
+            self._window_start = now
+        elapsed = now - self._window_start
+        if elapsed >= _WINDOW:
+            self._throughput = self._done / elapsed
+            self._done = 0
+            self._window_start = now
+        filled = self._filled
+        ordered = sorted(self._samples[:filled]) if filled < _SAMPLES else sorted(self._samples)
+        self._service = ordered[int(_PERCENTILE * (filled - 1))]
+        carried = min(self._rate(), self._throughput)
+        needed = self._floor + math.ceil(_HEADROOM * carried * self._service)
+        self._limit = max(self._floor, min(self._cap, needed))
+        self._wake()
 
     async def acquire(self) -> None:
-        if self._in_use < self.limit and not self._waiters:
+        if self._in_use < self._limit and not self._waiters:
             self._in_use += 1
             return
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -60,11 +156,12 @@ class Gate:
 
     def release(self) -> None:
         self._in_use -= 1
-        while self._waiters and self._in_use < self.limit:
-            future = self._waiters.popleft()
+        self._wake()
+
+    def _wake(self) -> None:
+        waiters = self._waiters
+        while waiters and self._in_use < self._limit:
+            future = waiters.popleft()
             if not future.done():
                 self._in_use += 1
                 future.set_result(None)
-
-
-__all__ = ["Gate"]

@@ -235,7 +235,7 @@ class Sender:
             self.counters["attempts"] += 1
             started = self._clock()
             outcome = await self.provider.send(message)
-            self._gate.observe(self._clock() - started)
+            self._gate.observe(self._clock() - started, outcome.service_time)
             last = outcome
             verdict = outcome.verdict
             if verdict is Verdict.SENT:

@@ -60,6 +60,7 @@ _TOP_KEYS = (
     "subject", "text", "html", "recipients", "suppress", "results", "journal",
     "configuration_set", "tags", "headers", "unsubscribe", "template", "attachments",
     "attachment_column", "source_arn", "from_arn", "return_path_arn", "return_path", "directmail",
+    "bulk",
 )  # fmt: skip
 #: Headers bulkmail writes itself; each maps to the campaign key that sets it.
 _RESERVED_HEADERS = {
@@ -73,6 +74,14 @@ _HEADER_NAME = re.compile(r"[!-9;-~]{1,76}")  # printable ASCII except ':' (RFC 
 _SES_NAME = pattern(r"[A-Za-z0-9_-]{1,64}", "must be 1-64 of A-Z a-z 0-9 _ -")  # sets, templates
 _TAG_NAME = pattern(r"[A-Za-z0-9_-]{1,256}", "tag names must be 1-256 of A-Z a-z 0-9 _ -")
 _TAG_VALUE = pattern(r"[A-Za-z0-9_-]{1,256}", "must be 1-256 of A-Z a-z 0-9 _ -")
+
+
+def _flag(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise Bad(f"must be true or false, got {describe(value)}")
+    return value
+
+
 _ARN = pattern(r"arn:aws[a-z-]*:ses:[a-z0-9-]+:\d{12}:identity/\S+", "must be an SES identity ARN")
 
 
@@ -119,6 +128,8 @@ class Campaign:
     return_path_arn: str | None
     return_path: str | None
     directmail: Mapping[str, Any]
+    #: Stored-template sends may share one bulk call (SESv2 ``SendBulkEmail``); default on.
+    bulk: bool = True
 
     @property
     def mode(self) -> str:
@@ -286,6 +297,7 @@ class _CampaignChecker(ProviderChecker):
             },
             "return_path": self.get(m, "return_path", address),
             "directmail": MappingProxyType(directmail),
+            "bulk": True if "bulk" not in m else bool(self.get(m, "bulk", _flag)),
         }
 
     def flags(self, overrides: dict[str, Any]) -> dict[str, Any]:
