@@ -128,6 +128,7 @@ def run_client(
 #: ``0`` means no --concurrency flag: the defaults a user who sets nothing gets.
 VARIANTS: dict[str, tuple[str, int, str]] = {
     "bulkmail": ("bulkmail", 0, "inline"),
+    "bulkmail@16": ("bulkmail", 16, "inline"),
     "bulkmail@32": ("bulkmail", 32, "inline"),
     "bulkmail@64": ("bulkmail", 64, "inline"),
     "boto3": ("boto3", 8, "inline"),

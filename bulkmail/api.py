@@ -138,6 +138,8 @@ async def run_campaign(
             retry=RetryPolicy(max_attempts=campaign.max_attempts),
             at_most_once=at_most_once,
             max_concurrency=campaign.concurrency or 512,
+            # concurrency: N is the user's tuning: N in flight, not sized by the gate.
+            min_concurrency=campaign.concurrency or 8,
             limiter=pacer,
         )
         return await _run_list(

@@ -112,6 +112,7 @@ class Sender:
         retry: RetryPolicy | None = None,
         at_most_once: bool = False,
         max_concurrency: int = 512,
+        min_concurrency: int = 8,
         limiter: Pacer | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rng: random.Random | None = None,
@@ -121,7 +122,9 @@ class Sender:
         self.limiter: Pacer = limiter if limiter is not None else RateLimiter(rate)
         self.retry = retry or RetryPolicy()
         self.at_most_once = at_most_once
-        self._gate = Gate(lambda: self.limiter.effective_rate, floor=8, cap=max_concurrency)
+        self._gate = Gate(
+            lambda: self.limiter.effective_rate, floor=min_concurrency, cap=max_concurrency
+        )
         self._sleep = sleep
         self._rng = rng or random.Random()
         self._clock = clock

@@ -5,6 +5,8 @@ It speaks, on one port:
 
 - SESv2: ``POST /v2/email/outbound-emails`` (Simple, Raw and Template content) and
   ``GET /v2/email/account``, JSON, errors as ``{"message"}`` + ``x-amzn-ErrorType``;
+- SESv2 ``POST /v2/email/outbound-bulk-emails`` (``SendBulkEmail``, stored template): each
+  entry is accepted or refused on its own and answered in ``BulkEmailEntryResults``;
 - SES v1 (Query API): ``POST /`` with ``Action=SendEmail | SendRawEmail |
   SendTemplatedEmail | GetSendQuota``, XML answers and ``ErrorResponse``;
 - DirectMail RPC: ``POST /`` (or ``GET /?...``) with ``Action=SingleSendMail`` and the common
@@ -78,6 +80,7 @@ _STATS = (
     "lost",
     "slowed",
     "rejected",
+    "bulk_calls",
 )
 
 
@@ -347,6 +350,16 @@ class Sandbox:
         self._check_aws(request, True, path, query, body)
         if path == ses.V2_ACCOUNT and request.method == "GET":
             return ses.v2_account(self._quota_now(), request_id)
+        if path == ses.V2_BULK and request.method == "POST":  # SendBulkEmail: entry by entry
+            results = []
+            for entry in self._parsed(ses.parse_v2_bulk, body):
+                try:
+                    message_id = await self._deliver(request, entry, ses.injected)
+                    results.append({"Status": "SUCCESS", "MessageId": message_id})
+                except ApiError as err:
+                    results.append(ses.bulk_entry_error(err))
+            self.stats["bulk_calls"] += 1
+            return ses.v2_bulk_sent(results, request_id)
         if path != ses.V2_SEND or request.method != "POST":
             raise ApiError(404, "UnknownOperationException", "Unknown operation")
         send = self._parsed(ses.parse_v2_send, body)
