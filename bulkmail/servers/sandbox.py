@@ -53,7 +53,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qsl
 
 from aiohttp import web
@@ -69,6 +69,7 @@ SANDBOX_ALIBABA = AlibabaCredentials("LTAIsandbox0example", "sandboxSecretExampl
 
 _DAY = 86400.0
 _UNLIMITED = 1_000_000_000.0  # what the quota actions report when no quota is set
+_Parsed = TypeVar("_Parsed", SendRequest, list[SendRequest])
 _STATS = (
     "accepted",
     "recipients",
@@ -400,7 +401,7 @@ class Sandbox:
         env_id = await self._deliver(request, send, dm.injected)
         return dm.sent(env_id, request_id)
 
-    def _parsed(self, parse: Callable[[Any], SendRequest], arg: Any) -> SendRequest:
+    def _parsed(self, parse: Callable[[Any], _Parsed], arg: Any) -> _Parsed:
         try:
             return parse(arg)
         except ApiError:
