@@ -227,31 +227,61 @@ def chart(table: list[dict[str, Any]], path: Path) -> None:
     print(f"chart: {path}", file=sys.stderr)
 
 
-def pacing(args: argparse.Namespace) -> None:
-    print(
-        "| rate R | recipients | wall s | wall rate/R | send-span rate/R | throttled "
-        "| max in any 1 s |"
-    )
-    print("|---:|---:|---:|---:|---:|---:|---:|")
+def pacing(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Each rate against a sink refusing more than R in any 1-s window: N = R × seconds
+    recipients, and (``--marginal``) N/5 too, for the marginal rate
+    (N − N/5) / (wall(N) − wall(N/5)), which start-up and one-off costs do not dilute."""
+    rows = []
     for rate in [float(r) for r in args.rates.split(",")]:
         n = max(int(rate * args.seconds), 50)
+        sizes = [n, n // 5] if args.marginal else [n]
+        runs: dict[int, dict[str, Any]] = {}
         with tempfile.TemporaryDirectory() as tmp, sink(quota=rate) as url:
-            folder = Path(tmp)
-            write_campaign(folder, n, rate=rate)
-            result = run_client("bulkmail", folder, url, 512)
-            stats = sink_stats(url)
-            achieved = result["sent"] / result["wall_s"]
-            print(
-                f"| {rate:g} | {n} | {result['wall_s']:.1f} | {achieved / rate:.3f} "
-                f"| {result['span_rate'] / rate:.3f} | {stats['throttled']} "
-                f"| {stats['max_window']} |",
-                flush=True,
+            for size in sizes:
+                folder = Path(tmp) / str(size)
+                write_campaign(folder, size, rate=rate)
+                result = run_client("bulkmail", folder, url, args.concurrency)
+                result["max_window"] = sink_stats(url)["max_window"]
+                runs[size] = result
+        big = runs[n]
+        row = {
+            "rate": rate,
+            "n": n,
+            "wall_s": big["wall_s"],
+            "wall_ratio": big["sent"] / big["wall_s"] / rate,
+            "span_ratio": big["span_rate"] / rate,
+            "throttled": sum(r["throttled"] for r in runs.values()),
+            "max_window": max(r["max_window"] for r in runs.values()),
+            "marginal_ratio": None,
+        }
+        if args.marginal:
+            small = runs[n // 5]
+            row["marginal_ratio"] = (
+                (big["sent"] - small["sent"]) / (big["wall_s"] - small["wall_s"]) / rate
             )
-            if stats["throttle_times"]:
-                print(
-                    f"  throttled at (s from first request): {stats['throttle_times']}",
-                    file=sys.stderr,
-                )
+        rows.append(row)
+        print(
+            f"  rate {rate:g}: wall {row['wall_ratio']:.3f} R, span {row['span_ratio']:.3f} R, "
+            f"marginal {row['marginal_ratio'] or float('nan'):.3f} R, "
+            f"{row['throttled']} throttled",
+            file=sys.stderr,
+        )
+    return rows
+
+
+def print_pacing(rows: list[dict[str, Any]]) -> None:
+    print(
+        "\n| rate R | recipients | wall s | wall rate/R | send-span rate/R | marginal rate/R "
+        "| throttled | max in any 1 s |"
+    )
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        marginal = "—" if r["marginal_ratio"] is None else f"{r['marginal_ratio']:.3f}"
+        print(
+            f"| {r['rate']:g} | {r['n']} | {r['wall_s']:.1f} | {r['wall_ratio']:.3f} "
+            f"| {r['span_ratio']:.3f} | {marginal} | {r['throttled']} | {r['max_window']} |",
+            flush=True,
+        )
 
 
 def latency(args: argparse.Namespace) -> None:
@@ -312,6 +342,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--chart", default=None, help="write a PNG bar chart here")
     parser.add_argument("--rates", default="14,500,5000")
     parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument("--marginal", action="store_true", help="pacing: also run N/5")
+    parser.add_argument("--concurrency", type=int, default=0, help="pacing: 0 = defaults")
     parser.add_argument("--rate", type=float, default=2000.0)
     parser.add_argument("--latency", type=float, default=0.08)
     args = parser.parse_args(argv)
@@ -321,7 +353,7 @@ def main(argv: list[str] | None = None) -> None:
         if args.chart:
             chart(table, Path(args.chart))
     elif args.mode == "pacing":
-        pacing(args)
+        print_pacing(pacing(args))
     elif args.mode == "latency":
         latency(args)
     else:

@@ -6,6 +6,7 @@ Synthetic latencies and an injected clock: nothing here sleeps or measures real 
 from __future__ import annotations
 
 import asyncio
+import math
 
 import pytest
 
@@ -58,7 +59,7 @@ def test_slow_service_makes_the_gate_grow_to_what_the_rate_needs() -> None:
         limits.append(gate.limit)
     assert limits[0] < limits[3] < limits[6]  # doubles window after window
     assert gate.limit >= 2000 * 0.08  # enough for the rate
-    assert gate.limit <= 8 + 2 * 2000 * 0.08 + 1  # and bounded by the rate, not the cap
+    assert gate.limit <= 8 + 2 * 2000 * 0.08 + 40 + 1  # bounded by the rate, not the cap
 
 
 def test_slow_service_and_unlimited_rate_grows_to_the_cap() -> None:
@@ -84,7 +85,7 @@ def test_without_a_service_time_it_falls_back_to_the_attempt_time() -> None:
         clock.now += 0.01
         gate.observe(0.2)
     assert gate.service_time == pytest.approx(0.2)
-    assert gate.limit == 2 + 2 * 100 * 0.2  # the rate (100/s) binds, not the 100/s observed
+    assert gate.limit == 2 + 2 * 100 * 0.2 + 2  # the rate binds (+ 2 % of it to catch up)
 
 
 def test_cap_below_floor_is_the_cap() -> None:
@@ -123,3 +124,14 @@ async def test_a_larger_limit_wakes_waiters_at_once() -> None:
     await asyncio.sleep(0)
     assert all(w.done() for w in waiters)
     assert gate.in_use == 5
+
+
+def test_when_the_pacer_limits_there_are_slots_for_its_catch_up() -> None:
+    # rate 5000, a 0.5 ms service, throughput at the rate: Little's law alone gives 8 + 5;
+    # the limiter may release 2 % of a second's quota (100) at once after a stall.
+    clock = Clock()
+    gate = Gate(lambda: 5000.0, floor=8, cap=512, clock=clock)
+    for _ in range(2000):
+        clock.now += 1 / 4900
+        gate.observe(0.004, 0.0005)
+    assert gate.limit == 8 + math.ceil(2 * gate.throughput * 0.0005) + 100

@@ -3,7 +3,7 @@
 Little's law says a service answering in ``S`` seconds needs ``X·S`` requests in flight to
 carry ``X`` per second. The gate sizes itself from two measurements and a bound::
 
-    limit = min(cap, floor + ceil(2 · min(rate, X) · S_low))
+    limit = min(cap, floor + ceil(2 · min(rate, X) · S_low) [+ ceil(0.02 · rate)])
 
 - ``S_low``: a low percentile (the 10th) of the *service's* own time — from the request
   written to the answer read, as the HTTP layer reports it in ``Outcome.service_time`` —
@@ -15,6 +15,10 @@ carry ``X`` per second. The gate sizes itself from two measurements and a bound:
   window, so against a slow service (80 ms a call) it grows in a handful of windows; once
   requests queue inside bulkmail (time per request ≥ 2 ``S_low``) it stops growing, because
   ``X = in flight / time per request`` falls while ``S_low`` does not rise.
+
+When the pacer is what limits (``X`` ≥ 80 % of its rate), 2 % of a second's quota is added:
+the limiter lets that many go at once to catch up after a stall (its burst tolerance τ at the
+default 2 % headroom), and each of them holds a slot while it waits for its turn.
 
 The factor 2 is the bound on self-inflicted queueing; ``floor`` keeps a few requests in flight
 whatever the measurements say (start-up, a stalled window) and ``cap`` is the user's ceiling
@@ -46,6 +50,8 @@ _PERCENTILE = 0.10
 _HEADROOM = 2.0  # in flight may carry up to this many times the service's own time
 _WINDOW = 0.1  # seconds over which throughput is counted
 _START_LATENCY = 0.05  # what S is assumed to be before any answer
+_PACED = 0.8  # throughput at this share of the pacer's rate or more: the pacer limits
+_CATCH_UP = 0.02  # then add this share of a second's quota (the limiter's burst tolerance)
 
 
 class Gate:
@@ -134,8 +140,13 @@ class Gate:
         filled = self._filled
         ordered = sorted(self._samples[:filled]) if filled < _SAMPLES else sorted(self._samples)
         self._service = ordered[int(_PERCENTILE * (filled - 1))]
-        carried = min(self._rate(), self._throughput)
+        rate = self._rate()
+        carried = min(rate, self._throughput)
         needed = self._floor + math.ceil(_HEADROOM * carried * self._service)
+        if carried >= _PACED * rate:
+            # The pacer is what limits: after the loop stalls (a compose batch, a late timer)
+            # it lets up to ~2 % of a second's quota go at once to catch up; each needs a slot.
+            needed += math.ceil(_CATCH_UP * rate)
         self._limit = max(self._floor, min(self._cap, needed))
         self._wake()
 
