@@ -269,3 +269,12 @@ def test_bulk_key_must_be_true_or_false(make_campaign: CampaignFactory) -> None:
     path = make_campaign(extra="bulk: sometimes\n")
     with pytest.raises(ConfigError, match="bulk"):
         Campaign.from_file(path)
+
+
+def test_only_sesv2_stored_templates_can_share_a_call() -> None:
+    v2 = SesProvider(credentials=SANDBOX_AWS, endpoint="http://127.0.0.1:1")
+    v1 = SesProvider(credentials=SANDBOX_AWS, endpoint="http://127.0.0.1:1", api="v1")
+    plain = Message(to="p@example.org", sender="news@example.com", subject="Hi", text="x")
+    assert v2.bulk_key(templated(1)) == v2.bulk_key(templated(2)) is not None
+    assert v2.bulk_key(templated(1, template="other")) != v2.bulk_key(templated(1))
+    assert v2.bulk_key(plain) is None and v1.bulk_key(templated(1)) is None
