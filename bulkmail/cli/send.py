@@ -29,7 +29,7 @@ def _send_parser() -> argparse.ArgumentParser:
     p.add_argument("--endpoint", help="provider URL, or 'sandbox' for the embedded emulator")
     p.add_argument("--results", help="results JSONL path (default beside the campaign)")
     p.add_argument("--journal", help="journal path (default beside the campaign)")
-    p.add_argument("--concurrency", type=int, help="requests in flight (default: sized from the service's answer time)")
+    p.add_argument("--concurrency", type=int, help="requests in flight (default: adaptive)")
     p.add_argument("--dry-run", action="store_true", help="validate and render, send nothing")
     p.add_argument("--json", action="store_true", help="print a JSON summary as the last line")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress, only errors")
