@@ -111,7 +111,7 @@ async def run_campaign(
     async with contextlib.AsyncExitStack() as stack:
         if provider is None:
             provider = await stack.enter_async_context(open_provider(campaign))
-        provider = _bulk_if_possible(campaign, provider)
+        provider, floor = _bulk_if_possible(campaign, provider)
         await stack.enter_async_context(_entered(provider))
         if campaign.mode == "batch":
             from bulkmail.delivery.batch import run_batch_campaign
@@ -139,7 +139,7 @@ async def run_campaign(
             at_most_once=at_most_once,
             max_concurrency=campaign.concurrency or 512,
             # concurrency: N is the user's tuning: N in flight, not sized by the gate.
-            min_concurrency=campaign.concurrency or 8,
+            min_concurrency=campaign.concurrency or floor,
             limiter=pacer,
         )
         return await _run_list(
@@ -205,16 +205,19 @@ async def _run_list(
         await books.close()
 
 
-def _bulk_if_possible(campaign: Campaign, provider: Provider) -> Provider:
+def _bulk_if_possible(campaign: Campaign, provider: Provider) -> tuple[Provider, int]:
     """A stored-template campaign goes through bulk calls when the provider has them
-    (SESv2 ``SendBulkEmail``), unless the campaign says ``bulk: false``."""
+    (SESv2 ``SendBulkEmail``), unless the campaign says ``bulk: false``; with the fewest
+    requests the gate keeps in flight (two full calls' worth for bulk, so one can fill
+    while the other is answered)."""
     if campaign.template is None or not campaign.bulk or campaign.mode == "batch":
-        return provider
+        return provider, 8
     if not callable(getattr(provider, "send_bulk", None)):
-        return provider
+        return provider, 8
     from bulkmail.delivery.bulk import BulkSender
 
-    return BulkSender(provider)  # type: ignore[arg-type]
+    bulk = BulkSender(provider)  # type: ignore[arg-type]
+    return bulk, 2 * bulk.size
 
 
 def _preflight(recipients: Path) -> str:
