@@ -211,9 +211,9 @@ def _bulk_if_possible(campaign: Campaign, provider: Provider) -> tuple[Provider,
     requests the gate keeps in flight (two full calls' worth for bulk, so one can fill
     while the other is answered)."""
     if campaign.template is None or not campaign.bulk or campaign.mode == "batch":
-        return provider, 8
+        return provider, 32
     if not callable(getattr(provider, "send_bulk", None)):
-        return provider, 8
+        return provider, 32
     from bulkmail.delivery.bulk import BulkSender
 
     bulk = BulkSender(provider)  # type: ignore[arg-type]

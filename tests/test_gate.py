@@ -38,15 +38,29 @@ def test_starts_at_the_floor_before_any_answer() -> None:
     assert gate.limit == 8
 
 
-def test_unlimited_rate_and_a_fast_service_stays_small_when_bulkmail_is_the_queue() -> None:
+@pytest.mark.parametrize("floor", [8, 32])
+def test_unlimited_rate_and_a_fast_service_stays_at_the_floor_when_bulkmail_is_the_queue(
+    floor: int,
+) -> None:
     # rate: 1000000, a 0.3 ms service, but each request spends 3 ms inside bulkmail (a busy
     # loop): Little's law on the service's time needs a handful, not the cap (the old gate,
     # sized from 2 × rate × attempt time, went straight to 512).
     clock = Clock()
-    gate = Gate(lambda: 1e6, floor=8, cap=512, clock=clock)
+    gate = Gate(lambda: 1e6, floor=floor, cap=512, clock=clock)
     drive(gate, clock, total=0.003, service=0.0003, windows=50)
-    assert 8 <= gate.limit <= 16
+    assert gate.limit == floor
     assert gate.service_time == pytest.approx(0.0003)
+
+
+def test_queueing_inside_bulkmail_does_not_make_it_grow() -> None:
+    # The same closed loop where bulkmail's own time per request grows with what is in
+    # flight (a saturated event loop): the old gate fed on that; this one stays put.
+    clock = Clock()
+    gate = Gate(lambda: 1e6, floor=8, cap=512, clock=clock)
+    for _ in range(50):
+        total = 0.0005 * gate.limit  # every extra request in flight adds 0.5 ms
+        drive(gate, clock, total=total, service=0.0004, windows=1)
+    assert gate.limit == 8
 
 
 def test_slow_service_makes_the_gate_grow_to_what_the_rate_needs() -> None:
@@ -59,7 +73,7 @@ def test_slow_service_makes_the_gate_grow_to_what_the_rate_needs() -> None:
         limits.append(gate.limit)
     assert limits[0] < limits[3] < limits[6]  # doubles window after window
     assert gate.limit >= 2000 * 0.08  # enough for the rate
-    assert gate.limit <= 8 + 2 * 2000 * 0.08 + 40 + 1  # bounded by the rate, not the cap
+    assert gate.limit <= 2 * 2000 * 0.08 + 40 + 1  # bounded by the rate, not the cap
 
 
 def test_slow_service_and_unlimited_rate_grows_to_the_cap() -> None:
@@ -85,7 +99,7 @@ def test_without_a_service_time_it_falls_back_to_the_attempt_time() -> None:
         clock.now += 0.01
         gate.observe(0.2)
     assert gate.service_time == pytest.approx(0.2)
-    assert gate.limit == 2 + 2 * 100 * 0.2 + 2  # the rate binds (+ 2 % of it to catch up)
+    assert gate.limit == 2 * 100 * 0.2 + 2  # the rate binds (+ 2 % of it to catch up)
 
 
 def test_cap_below_floor_is_the_cap() -> None:
@@ -127,11 +141,11 @@ async def test_a_larger_limit_wakes_waiters_at_once() -> None:
 
 
 def test_when_the_pacer_limits_there_are_slots_for_its_catch_up() -> None:
-    # rate 5000, a 0.5 ms service, throughput at the rate: Little's law alone gives 8 + 5;
+    # rate 5000, a 0.5 ms service, throughput at the rate: Little's law alone gives 5;
     # the limiter may release 2 % of a second's quota (100) at once after a stall.
     clock = Clock()
-    gate = Gate(lambda: 5000.0, floor=8, cap=512, clock=clock)
+    gate = Gate(lambda: 5000.0, floor=4, cap=512, clock=clock)
     for _ in range(2000):
         clock.now += 1 / 4900
         gate.observe(0.004, 0.0005)
-    assert gate.limit == 8 + math.ceil(2 * gate.throughput * 0.0005) + 100
+    assert gate.limit == math.ceil(2 * gate.throughput * 0.0005) + 100

@@ -3,7 +3,7 @@
 Little's law says a service answering in ``S`` seconds needs ``X·S`` requests in flight to
 carry ``X`` per second. The gate sizes itself from two measurements and a bound::
 
-    limit = min(cap, floor + ceil(2 · min(rate, X) · S_low) [+ ceil(0.02 · rate)])
+    limit = min(cap, max(floor, ceil(2 · min(rate, X) · S_low)) [+ ceil(0.02 · rate)])
 
 - ``S_low``: a low percentile (the 10th) of the *service's* own time — from the request
   written to the answer read, as the HTTP layer reports it in ``Outcome.service_time`` —
@@ -20,12 +20,15 @@ When the pacer is what limits (``X`` ≥ 80 % of its rate), 2 % of a second's qu
 the limiter lets that many go at once to catch up after a stall (its burst tolerance τ at the
 default 2 % headroom), and each of them holds a slot while it waits for its turn.
 
-The factor 2 is the bound on self-inflicted queueing; ``floor`` keeps a few requests in flight
-whatever the measurements say (start-up, a stalled window) and ``cap`` is the user's ceiling
-(``concurrency:``). A provider that reports no service time (SMTP) falls back to the time of
+The factor 2 is the bound on self-inflicted queueing. ``floor`` (32 by default) is kept in
+flight whatever the measurements say: on a fast service Little's law asks for only a handful
+(0.3 ms × 10,000/s = 3), but each round trip between bulkmail and its peer costs a wake-up of
+both, and 32 in flight let each wake-up carry many answers — the figure that did best when
+tuned by hand (benchmarks/README.md). ``cap`` is the ceiling (``concurrency: N`` pins floor
+and cap at N). A provider that reports no service time (SMTP) falls back to the time of
 the whole attempt, which is what the gate used before::
 
-    gate = Gate(lambda: limiter.effective_rate, floor=8, cap=512)
+    gate = Gate(lambda: limiter.effective_rate, floor=32, cap=512)
     await gate.acquire()
     try:
         ...  # one request
@@ -55,7 +58,7 @@ _CATCH_UP = 0.02  # then add this share of a second's quota (the limiter's burst
 
 
 class Gate:
-    """Bounds requests in flight to ``floor + 2 × throughput × low service time``.
+    """Bounds requests in flight to ``max(floor, 2 × throughput × low service time)``.
 
     >>> gate = Gate(lambda: 100.0, floor=4, cap=64, clock=lambda: 0.0)
     >>> gate.limit                    # nothing observed yet: the floor
@@ -142,7 +145,7 @@ class Gate:
         self._service = ordered[int(_PERCENTILE * (filled - 1))]
         rate = self._rate()
         carried = min(rate, self._throughput)
-        needed = self._floor + math.ceil(_HEADROOM * carried * self._service)
+        needed = max(self._floor, math.ceil(_HEADROOM * carried * self._service))
         if carried >= _PACED * rate:
             # The pacer is what limits: after the loop stalls (a compose batch, a late timer)
             # it lets up to ~2 % of a second's quota go at once to catch up; each needs a slot.

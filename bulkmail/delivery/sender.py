@@ -112,7 +112,7 @@ class Sender:
         retry: RetryPolicy | None = None,
         at_most_once: bool = False,
         max_concurrency: int = 512,
-        min_concurrency: int = 8,
+        min_concurrency: int = 32,
         limiter: Pacer | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rng: random.Random | None = None,
