@@ -10,7 +10,8 @@ carry ``X`` per second. The gate sizes itself from two measurements and a bound:
   over the last 256 answers. Time spent queueing inside bulkmail (waiting for the gate, the
   connection pool or a busy event loop) is not in it, so a long queue cannot make the gate
   grow: that is what let it feed on itself before (500 connections at ``rate: 1000000``).
-- ``X``: the completions per second actually observed over the last window (~0.1 s), capped
+- ``X``: the completions per second observed over the last window (0.1 s or three service
+  times, whichever is longer; it falls by at most half a window at a time), capped
   by the pacer's rate. With no queueing (``S_low`` ≈ time per request) the limit doubles each
   window, so against a slow service (80 ms a call) it grows in a handful of windows; once
   requests queue inside bulkmail (time per request ≥ 2 ``S_low``) it stops growing, because
@@ -51,7 +52,8 @@ _SAMPLES = 256  # service times kept (a ring)
 _EVERY = 32  # recompute the percentile after this many new samples
 _PERCENTILE = 0.10
 _HEADROOM = 2.0  # in flight may carry up to this many times the service's own time
-_WINDOW = 0.1  # seconds over which throughput is counted
+_WINDOW = 0.1  # seconds over which throughput is counted, at least ...
+_ROUND_TRIPS = 3  # ... this many low service times
 _START_LATENCY = 0.05  # what S is assumed to be before any answer
 _PACED = 0.8  # throughput at this share of the pacer's rate or more: the pacer limits
 _CATCH_UP = 0.02  # then add this share of a second's quota (the limiter's burst tolerance)
@@ -136,8 +138,11 @@ class Gate:
         if self._window_start is None:
             self._window_start = now
         elapsed = now - self._window_start
-        if elapsed >= _WINDOW:
-            self._throughput = self._done / elapsed
+        if elapsed >= max(_WINDOW, _ROUND_TRIPS * self._service):
+            # Answers to a slow service come in waves one round trip apart: count over a few
+            # of them, and fall at most by half a window (a lull in what the intake hands
+            # out must not shrink the gate below what the next wave needs).
+            self._throughput = max(self._done / elapsed, 0.5 * self._throughput)
             self._done = 0
             self._window_start = now
         filled = self._filled
