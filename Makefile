@@ -26,6 +26,7 @@ $(VENV)/.bench-$(HASH): $(VENV)/.test-$(HASH)
 
 install: $(VENV)/.runtime-$(HASH)
 install-test: $(VENV)/.test-$(HASH)
+	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
 install-bench: $(VENV)/.bench-$(HASH)
 
 # Send the example campaign to the embedded sandbox; the mails land in examples/outbox/.

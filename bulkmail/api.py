@@ -14,13 +14,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
 
 from bulkmail.books.base import PendingRow
+from bulkmail.books.journal import RetryFailed
 from bulkmail.books.sqlite import SqliteBooks
+from bulkmail.deliverability.guard import campaign_guard
 from bulkmail.delivery.engine import CampaignRun, Compose
 from bulkmail.delivery.guards import Guard
 from bulkmail.delivery.progress import Progress, Summary
@@ -93,6 +96,7 @@ async def run_campaign(
     overrides: Mapping[str, Any] | None = None,
     on_change: Literal["refuse", "restart", "force"] = "refuse",
     at_most_once: bool = False,
+    retry_failed: RetryFailed = "none",
     stop: asyncio.Event | None = None,
     grace: float = 10.0,
     on_start: Callable[[Progress], None] | None = None,
@@ -102,8 +106,12 @@ async def run_campaign(
 ) -> Summary:
     """Run (or resume) a campaign and return its :class:`Summary`.
 
-    ``provider`` and ``pacer`` may be injected (tests, custom transports, a shared limiter);
-    otherwise they are built from the campaign. ``on_start`` receives the live
+    ``at_most_once`` is the campaign's delivery guarantee, fixed at its first run (another
+    value later raises :class:`~bulkmail.errors.JournalError`). ``retry_failed`` sends again
+    the rows an earlier run marked failed: ``"retryable"`` those that failed for a reason a
+    later run may not meet (transport, 5xx, throttling), ``"all"`` also those the provider
+    refused. ``provider`` and ``pacer`` may be injected (tests, custom transports, a shared
+    limiter); otherwise they are built from the campaign. ``on_start`` receives the live
     :class:`Progress` once sending begins; ``guards`` may pause the run.
     """
     if not isinstance(campaign, Campaign):
@@ -141,18 +149,25 @@ async def run_campaign(
             # concurrency: N is the user's tuning: N in flight, not sized by the gate.
             min_concurrency=campaign.concurrency or floor,
             limiter=pacer,
+            outage_wait=campaign.outage_wait,
         )
-        return await _run_list(
-            campaign,
-            sender,
-            on_change=on_change,
-            at_most_once=at_most_once,
-            stop=stop,
-            grace=grace,
-            on_start=on_start,
-            daily_limit=daily_limit,
-            guards=guards,
-        )
+        deliverability = campaign_guard(campaign)  # the campaign's own bounce/complaint rates
+        try:
+            return await _run_list(
+                campaign,
+                sender,
+                on_change=on_change,
+                at_most_once=at_most_once,
+                retry_failed=retry_failed,
+                stop=stop,
+                grace=grace,
+                on_start=on_start,
+                daily_limit=daily_limit,
+                guards=(*guards, *deliverability),
+            )
+        finally:
+            for guard in deliverability:
+                guard.close()
     raise AssertionError("unreachable")  # pragma: no cover
 
 
@@ -162,6 +177,7 @@ async def _run_list(
     *,
     on_change: Literal["refuse", "restart", "force"],
     at_most_once: bool,
+    retry_failed: RetryFailed,
     stop: asyncio.Event | None,
     grace: float,
     on_start: Callable[[Progress], None] | None,
@@ -170,6 +186,7 @@ async def _run_list(
 ) -> Summary:
     """The campaign's list file through the engine, with the journal as its books."""
     composer = Composer.for_campaign(campaign)
+    await asyncio.to_thread(composer.check_list, campaign)  # a column no row has: exit 2
     # Whole-file problems (missing file, no email column) surface here, before the journal
     # exists and before anything is sent. The suppression file is not part of the list's
     # hash: it may grow between runs (it is read again on every run) without --force.
@@ -180,6 +197,7 @@ async def _run_list(
         list_hash=list_hash,
         on_change=on_change,
         at_most_once=at_most_once,
+        retry_failed=retry_failed,
     )
     try:
         run = CampaignRun(
@@ -196,10 +214,11 @@ async def _run_list(
             daily_limit=daily_limit,
             guards=guards,
         )
+        sender.breaker.on_pause = functools.partial(setattr, run.progress, "paused")
         if on_start is not None:
             on_start(run.progress)
         summary = await run.run()
-        await books.export_results(campaign.results)
+        await books.export_results(campaign.results, events=campaign.events)
         return replace(summary, results=str(campaign.results), journal=str(campaign.journal))
     finally:
         await books.close()

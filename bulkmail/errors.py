@@ -12,7 +12,11 @@ exceptions. An exception means the whole campaign cannot start or cannot go on::
     └── CampaignStopped                  the provider said the campaign cannot go on
         ├── FatalProviderError           bad key or signature, sender not verified, account
         │                                paused: nothing more will succeed
-        └── QuotaExhausted               daily quota used up: resumable later
+        ├── QuotaExhausted               daily quota used up: resumable later
+        ├── InternalError                a bug (ours, or in an injected provider) stopped
+        │                                the run; rows in flight count as possibly sent
+        └── ProviderUnavailable          the provider could not be reached for
+                                         ``outage_wait``: rows stay pending, resumable
 
 Transport failures of a single attempt are mapped to outcomes inside the providers, at the
 one boundary where a library's error becomes ours.
@@ -80,12 +84,26 @@ class QuotaExhausted(CampaignStopped):
     """The daily sending quota is used up; the campaign can be resumed later."""
 
 
+class InternalError(CampaignStopped):
+    """An unexpected exception below the engine stopped the run (a bug, not the provider).
+
+    The recipient being sent stays in flight, so the next run treats it as possibly sent.
+    """
+
+
+class ProviderUnavailable(CampaignStopped):
+    """The provider could not be reached through a whole ``outage_wait`` (refused, DNS,
+    connect timeouts): nothing was charged to any recipient; run again to resume."""
+
+
 __all__ = [
     "BulkmailError",
     "CampaignStopped",
     "ConfigError",
     "CredentialsError",
     "FatalProviderError",
+    "InternalError",
     "JournalError",
+    "ProviderUnavailable",
     "QuotaExhausted",
 ]

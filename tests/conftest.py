@@ -9,6 +9,7 @@ signature from that user's key.
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -24,6 +25,11 @@ import pytest
 from bulkmail.signing import AwsCredentials
 
 SENDER = "news@example.com"
+
+# botocore's credential chain (bulkmail[aws]) ends with the EC2 instance metadata service on
+# a link-local address: never let a test (or a CLI it starts) reach for it. The IMDS tests
+# point it at a server of their own on 127.0.0.1.
+os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
 
 
 def free_port() -> int:

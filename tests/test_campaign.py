@@ -25,7 +25,7 @@ text: {file: news.txt}
 html: {file: news.html}
 recipients: recipients.csv
 tags: {campaign: spring}
-headers: {X-Campaign: spring}
+headers: {X-User-Campaign: spring}
 unsubscribe: {url: "https://x.example/u?e={{ email }}", mailto: "unsub@example.com"}
 """
 
@@ -75,7 +75,7 @@ def test_good_campaign_loads(folder: Path) -> None:
     assert c.html == "<p>Hello {{ first_name }}</p>\n"
     assert c.recipients == folder / "recipients.csv"
     assert dict(c.tags) == {"campaign": "spring"}
-    assert dict(c.headers) == {"X-Campaign": "spring"}
+    assert dict(c.headers) == {"X-User-Campaign": "spring"}
     assert c.unsubscribe_url == "https://x.example/u?e={{ email }}"
     assert c.unsubscribe_mailto == "unsub@example.com"
     assert c.template is None and c.attachments == () and dict(c.directmail) == {}
@@ -237,15 +237,15 @@ HOSTILE: list[tuple[str, str, str | None, str | None, list[str]]] = [
      "subject", "subject:", ["CR or LF"]),
     ("cr-lf-from", replace_line("from", 'from: "news@example.com\\nBcc: x@example.com"'),
      "from", "from:", ["CR or LF"]),
-    ("cr-lf-header", GOOD.replace("X-Campaign: spring", 'X-Campaign: "a\\nb"'),
-     "headers.X-Campaign", "headers:", ["CR or LF"]),
+    ("cr-lf-header", GOOD.replace("X-User-Campaign: spring", 'X-User-Campaign: "a\\nb"'),
+     "headers.X-User-Campaign", "headers:", ["CR or LF"]),
     ("invalid-from", replace_line("from", 'from: "News <news@example>"'), "from", "from:",
      ["not a valid address"]),
     ("two-froms", replace_line("from", 'from: "a@example.com, b@example.com"'), "from",
      "from:", ["one address"]),
     ("invalid-reply-to", GOOD.replace("[help@example.com]", "[help@example.com, nope]"),
      "reply_to[1]", "reply_to:", ["'nope'"]),
-    ("reserved-header", GOOD.replace("X-Campaign: spring", "Subject: x"), "headers.Subject",
+    ("reserved-header", GOOD.replace("X-User-Campaign: spring", "Subject: x"), "headers.Subject",
      "headers:", ["set by bulkmail", "'subject'"]),
     ("bad-tag", GOOD.replace("campaign: spring", "campaign: spring sale"), "tags.campaign",
      "tags:", ["A-Z a-z 0-9"]),

@@ -143,7 +143,6 @@ ROW_CASES: dict[str, tuple[bytes, dict[str, int]]] = {
         b'email,first_name\na@example.org,"A\r\nBcc: victim@example.org"\nb@example.org,B\n',
         {"sent": 1, "skipped": 1},
     ),
-    "missing column for template": (b"email\na@example.org\n", {"skipped": 1}),
     "empty list": (b"email,first_name\n", {}),
 }
 

@@ -377,8 +377,10 @@ def test_error_classification_table() -> None:
     }
     for code, verdict in table.items():
         assert classify_directmail_error(400, code, "x") is verdict, code
-    assert classify_directmail_error(502, None, "<html>bad gateway</html>") is Verdict.RETRY
-    assert classify_directmail_error(500, "SomethingNew", None) is Verdict.RETRY
+    # 500/502/504 do not prove the message was refused; 503 and other 5xx do.
+    assert classify_directmail_error(502, None, "<html>bad gateway</html>") is Verdict.AMBIGUOUS
+    assert classify_directmail_error(500, "SomethingNew", None) is Verdict.AMBIGUOUS
+    assert classify_directmail_error(503, "SomethingNew", None) is Verdict.RETRY
     assert classify_directmail_error(400, "SomethingNew", None) is Verdict.REJECTED
     assert classify_directmail_error(429, None, None) is Verdict.THROTTLED
     assert classify_directmail_error(403, "SomethingNew", None) is Verdict.FATAL
@@ -468,7 +470,8 @@ async def test_echoed_string_to_sign_is_scrubbed(recorder: Recorder) -> None:
             Verdict.RETRY,
             "ServiceUnavailable",
         ),
-        (502, "<html>Bad Gateway</html>", Verdict.RETRY, "HTTP502"),
+        (502, "<html>Bad Gateway</html>", Verdict.AMBIGUOUS, "HTTP502"),
+        (504, "<html>Gateway Timeout</html>", Verdict.AMBIGUOUS, "HTTP504"),
         (400, {"Code": "InvalidToAddress", "Message": "bad"}, Verdict.REJECTED, "InvalidToAddress"),
         (
             400,
@@ -482,7 +485,7 @@ async def test_echoed_string_to_sign_is_scrubbed(recorder: Recorder) -> None:
             Verdict.QUOTA,
             "QuotaExhausted",
         ),
-        (200, {"RequestId": "r"}, Verdict.AMBIGUOUS, "BadResponse"),
+        (200, {"RequestId": "r"}, Verdict.SENT, None),  # a 200 without an EnvId is sent
     ],
 )
 async def test_answers_become_outcomes(

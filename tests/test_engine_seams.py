@@ -15,6 +15,7 @@ from bulkmail.books.base import PendingRow
 from bulkmail.books.memory import MemoryBooks
 from bulkmail.delivery.engine import CampaignRun
 from bulkmail.delivery.sender import RetryPolicy, Sender
+from bulkmail.errors import InternalError
 from bulkmail.intake.memory import MemoryIntake
 from bulkmail.mail.message import Message
 from bulkmail.providers.base import Outcome, Quota, Verdict
@@ -161,3 +162,26 @@ async def test_a_guard_pauses_the_run_with_rows_pending() -> None:
     assert summary.counts.get("pending", 0) > 0
     assert "in_flight" not in books.states.values()
     assert summary.exit_code == 1
+
+
+class Exploding(RecordingProvider):
+    async def send(self, message: Message) -> Outcome:
+        raise RuntimeError("boom")
+
+
+async def test_an_unexpected_exception_stops_the_run_and_leaves_the_row_in_flight() -> None:
+    books = MemoryBooks(rows(5))
+    intake = MemoryIntake(rows(5), chunk=5)
+    run = CampaignRun(
+        intake=intake,
+        books=books,
+        compose=compose,
+        sender=Sender(Exploding(books), rate=1_000_000),
+        chunk=5,
+    )
+    summary = await run.run()
+    assert summary.stop_kind == "fatal"
+    assert summary.stopped is not None and "internal error" in summary.stopped
+    assert isinstance(run.sender.stopped, InternalError)
+    assert "in_flight" in books.states.values()  # possibly sent: the next run flags it
+    assert intake.settled == []

@@ -15,7 +15,14 @@ import trustme
 import uvloop
 from aiohttp import web
 
-from bulkmail.providers.http import ConnectFailed, HttpPool, ResponseLost, Timeout
+from bulkmail.providers.http import (
+    ConnectFailed,
+    HttpPool,
+    PoolOptions,
+    ResponseLost,
+    ResponseTooLarge,
+    Timeout,
+)
 from tests.conftest import free_port
 
 HANDLER_TIMEOUT = 5.0
@@ -494,3 +501,102 @@ def test_main_paths_on_uvloop(ca: trustme.CA) -> None:
                 await pool.request("GET", "/", [], b"")
 
     uvloop.run(scenario())
+
+
+# -- pool hygiene: idle and lifetime on an injected clock, size caps, answers own their data
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_default_idle_timeout_is_below_common_keep_alive_timeouts(web_peer: WebPeer) -> None:
+    clock = Clock()
+    async with HttpPool(web_peer.url, clock=clock) as pool:
+        await pool.request("GET", "/echo", [], b"")
+        clock.now += 3.0
+        await pool.request("GET", "/echo", [], b"")  # reused: idle 3 s
+        assert web_peer.connections == 1
+        clock.now += 5.0  # a server with a 5 s keep-alive may be closing it now: never reuse
+        await pool.request("GET", "/echo", [], b"")
+    assert web_peer.connections == 2
+
+
+async def test_max_lifetime_retires_a_busy_connection(web_peer: WebPeer) -> None:
+    clock = Clock()
+    async with HttpPool(web_peer.url, clock=clock, idle_timeout=20, max_lifetime=60) as pool:
+        for _ in range(10):  # busy: never idle more than 1 s, but 90 s old by the end
+            await pool.request("GET", "/echo", [], b"")
+            clock.now += 9.0
+    assert web_peer.connections == 2  # a new one after 60 s, so DNS changes are seen
+
+
+async def test_oversized_headers_are_refused_and_the_connection_dropped() -> None:
+    big = (
+        b"HTTP/1.1 200 OK\r\n"
+        + b"".join(b"X-Pad-%d: %s\r\n" % (i, b"a" * 1000) for i in range(80))
+        + b"Content-Length: 2\r\n\r\nok"
+    )
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
+        while True:
+            await read_request(reader)
+            writer.write(big if n == 1 else OK)
+
+    async with RawPeer(handler) as peer, HttpPool(peer.url) as pool:
+        with pytest.raises(ResponseTooLarge, match="headers over 65536 bytes"):
+            await pool.request("GET", "/", [], b"")
+        assert (await pool.request("GET", "/", [], b"")).body == b"ok"
+    assert peer.connections == 2
+
+
+async def test_oversized_body_is_refused_and_the_connection_dropped() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 300000\r\n\r\n")
+        for _ in range(30):
+            writer.write(b"x" * 10000)
+            await writer.drain()
+
+    async with RawPeer(handler) as peer, HttpPool(peer.url, max_body_bytes=100_000) as pool:
+        with pytest.raises(ResponseTooLarge, match="body over 100000 bytes"):
+            await pool.request("GET", "/", [], b"")
+        assert pool._idle == []
+
+
+async def test_response_headers_are_not_the_parsers_live_dict() -> None:
+    async with RawPeer(lambda r, w, n: keep_answering(r, w)) as peer:
+        async with HttpPool(peer.url) as pool:
+            first = await pool.request("GET", "/", [], b"")
+            conn = pool._idle[-1]
+            conn.on_header(b"X-Late", b"added by the parser afterwards")
+            assert "x-late" not in first.headers
+            await pool.request("GET", "/", [], b"")
+    assert dict(first.headers) == {"content-length": "2"}
+
+
+async def test_pool_options_reach_the_providers(web_peer: WebPeer) -> None:
+    from bulkmail.providers.directmail import DirectMailProvider
+    from bulkmail.providers.ses import SesProvider
+    from bulkmail.signing import AlibabaCredentials, AwsCredentials
+
+    options = PoolOptions(idle_timeout=1.5, max_lifetime=30.0, max_body_bytes=4096)
+    ses = SesProvider(
+        credentials=AwsCredentials("A", "s"), endpoint=web_peer.url, pool_options=options
+    )
+    dm = DirectMailProvider(
+        credentials=AlibabaCredentials("A", "s"), endpoint=web_peer.url, pool_options=options
+    )
+    for provider in (ses, dm):
+        async with provider:
+            pool = provider._pool
+            assert pool is not None
+            assert (pool._idle_timeout, pool._max_lifetime, pool.max_body_bytes) == (
+                1.5,
+                30.0,
+                4096,
+            )

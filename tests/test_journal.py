@@ -375,9 +375,10 @@ def test_record_outcomes_and_timestamps(path: Path, tmp_path: Path) -> None:
 def test_given_back_row_keeps_its_attempts_and_can_be_sent_later(journal: Journal) -> None:
     journal.add_rows(people(2, 1), [], through_line=2)
     journal.mark_in_flight([2])
-    journal.record([RowOutcome(2, "pending", attempts=2)])
+    # Two attempts, each answered with a refusal that proves nothing arrived (503).
+    journal.record([RowOutcome(2, "pending", attempts=2, possible_duplicate=False)])
     journal.mark_in_flight([2])
-    journal.record([RowOutcome(2, "pending")])
+    journal.record([RowOutcome(2, "pending")])  # given back before any attempt
     (row,) = journal.pending()
     assert row.attempts == 2 and not row.possible_duplicate
     journal.mark_in_flight([2])
@@ -519,7 +520,7 @@ def test_in_flight_rows_are_requeued_as_possible_duplicates(path: Path) -> None:
 def test_at_most_once_holds_in_flight_rows_as_uncertain(path: Path, tmp_path: Path) -> None:
     run_child(
         """
-        j, _ = Journal.open(path, campaign_hash="c1", list_hash="l1")
+        j, _ = Journal.open(path, campaign_hash="c1", list_hash="l1", at_most_once=True)
         j.add_rows(people(2, 4), [], through_line=5)
         j.mark_in_flight([2, 3])
         os.kill(os.getpid(), signal.SIGKILL)
@@ -532,9 +533,11 @@ def test_at_most_once_holds_in_flight_rows_as_uncertain(path: Path, tmp_path: Pa
         assert recovery == Recovery(ambiguous=2, requeued=0, uncertain=2)
         assert [r.id for r in journal.uncertain()] == [2, 3]
         assert [r.id for r in journal.pending()] == [4, 5]
-    # A later run without --at-most-once does not resend them either.
-    journal, recovery = reopen(path)
-    with journal:
+    # The guarantee is the campaign's: a later run without --at-most-once is refused...
+    with pytest.raises(JournalError, match="started at-most-once.*with --at-most-once"):
+        reopen(path)
+    journal, recovery = reopen(path, at_most_once=True)
+    with journal:  # ...and the held rows are never sent again.
         assert recovery == Recovery(0, 0, 0)
         assert [r.id for r in journal.pending()] == [4, 5]
         out = tmp_path / "r.jsonl"

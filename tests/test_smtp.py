@@ -244,7 +244,9 @@ async def test_starttls_untrusted_certificate_is_fatal(smtpd: StartServer, tls: 
     async with SmtpProvider(host="127.0.0.1", port=port, tls="starttls") as provider:
         outcome = await provider.send(message("ana@example.org"))
     assert outcome.verdict is Verdict.FATAL
-    assert outcome.error_code == "TlsError"
+    assert outcome.error_code == "CertificateVerifyFailed"
+    assert outcome.error is not None and "SSL_CERT_FILE" in outcome.error
+    assert f"127.0.0.1:{port}" in outcome.error
     assert recorder.received == []
 
 

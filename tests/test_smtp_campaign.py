@@ -322,7 +322,7 @@ async def test_starttls_untrusted_certificate_stops_the_campaign(
 
     assert summary.stop_kind == "fatal"
     assert summary.stopped is not None and "TLS" in summary.stopped
-    assert summary.counts.get("sent", 0) == 0 and summary.exit_code == 1
+    assert summary.counts.get("sent", 0) == 0 and summary.exit_code == 2
     assert recorder.received == [] and recorder.auth_attempts == []  # no password sent
 
 
@@ -387,7 +387,7 @@ def test_wrong_password_stops_the_cli_and_never_shows_the_password(
     code = main([str(path), "--json"])
 
     out, err = capsys.readouterr()
-    assert code == 1
+    assert code == 2  # a campaign-wide stop before anything was sent
     summary = json.loads(out.strip().splitlines()[-1])
     assert summary["stop_kind"] == "fatal" and summary["complete"] is False
     assert summary["counts"].get("sent", 0) == 0

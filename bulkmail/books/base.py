@@ -55,12 +55,22 @@ class RowOutcome:
     error_code: str | None = None
     error: str | None = None
     attempts: int = 0  # the row's total so far; the books keep the maximum they have seen
-    possible_duplicate: bool | None = None  # None: leave as is
+    #: True: flag it; False: this run's answers prove nothing arrived; None: not known (a row
+    #: given back to pending after an attempt is then flagged). The flag is never cleared.
+    possible_duplicate: bool | None = None
+    #: For ``failed``: could a later run succeed (transport, 5xx, throttling ran out) or did
+    #: the provider refuse this recipient (False)? Read by ``retry_failed``.
+    retryable: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Recovery:
-    """Rows found ``in_flight`` when the books were opened: a run died while sending them.
+    """How rows were settled when the books were opened.
+
+    ``ambiguous`` rows were found ``in_flight`` (a run died while sending them): ``requeued``
+    as possible duplicates or held ``uncertain``. ``retried`` failed rows went back to
+    pending (``retry_failed``); ``held`` pending rows flagged possible duplicate were held
+    ``uncertain`` because the campaign sends at most once.
 
     >>> Recovery(ambiguous=3, requeued=3, uncertain=0).ambiguous
     3
@@ -69,6 +79,8 @@ class Recovery:
     ambiguous: int
     requeued: int
     uncertain: int
+    retried: int = 0
+    held: int = 0
 
 
 NO_RECOVERY = Recovery(0, 0, 0)

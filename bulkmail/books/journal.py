@@ -5,7 +5,7 @@ run resumable without losing a recipient or silently sending one twice::
 
     pending ──mark_in_flight──► in_flight ──record──► sent | failed | skipped | uncertain
        ▲                            │
-       └──── record("pending") ─────┘   (given back: definitely not sent)
+       └──── record("pending") ─────┘   (given back: flagged unless proven not sent)
 
 A row found ``in_flight`` when the journal is opened was possibly sent by a run that died:
 it goes back to ``pending`` flagged ``possible_duplicate`` or, with ``at_most_once``, is held
@@ -17,9 +17,24 @@ will never be sent (duplicates, invalid addresses, suppressed keys) live in a se
 ``skips``, keyed by their line. A recipient row's id *is* its list line number, so id order
 is line order and the results export is a streaming merge of two rowid-ordered tables.
 
-Every public mutating method is one transaction. ``synchronous=NORMAL`` in WAL mode survives
-a crash or SIGKILL of the process (what the tests exercise); surviving *power loss* would
-need ``synchronous=FULL`` at a cost on every commit. Nothing secret is stored.
+Every public mutating method is one transaction, and durable when it returns: WAL mode with
+``synchronous=FULL`` syncs the log on every commit, so a committed step survives SIGKILL,
+a crash *and* power loss (group commits make FULL nearly free). What survives what:
+
+- SIGKILL, crash, power loss: every committed step. A row is committed ``in_flight`` before
+  its request leaves; found so at open it is possibly sent (see above). A row never goes from
+  in flight back to *plain* pending unless the caller says every answer proved it refused
+  (``RowOutcome.possible_duplicate=False``); a give-back after an attempt keeps the flag.
+- A failed write (I/O error, failed COMMIT): rolled back, nothing half-done; the caller
+  keeps its batch and may try again.
+- A full disk: ``RESERVE_BYTES`` set aside in ``PATH.reserve`` at open are given back so that
+  :meth:`Journal.record` can still store the answers to requests already sent; from then on
+  nothing new is marked in flight or imported (:class:`JournalFull`), and the reserve is set
+  aside again by the next open.
+
+The delivery guarantee (``at_most_once``) is stored at the first run and refused if a later
+run differs; ``retry_failed`` at open puts failed rows back to pending (the ``retryable``
+column says which failed for a reason a later run may not meet). Nothing secret is stored.
 
     >>> journal, recovery = Journal.open(path, campaign_hash="c1", list_hash="l1")  # doctest: +SKIP
     >>> with journal:                                                              # doctest: +SKIP
@@ -31,6 +46,7 @@ need ``synchronous=FULL`` at a cost on every commit. Nothing secret is stored.
 from __future__ import annotations
 
 import contextlib
+import errno
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -40,19 +56,20 @@ from typing import Any, Literal, Protocol, TypedDict
 
 import orjson
 
+from bulkmail.books import _journal_open as opening
 from bulkmail.books import _journal_store as store
 from bulkmail.books._journal_store import SUPPRESSED
 from bulkmail.books.base import (
     BENIGN_SKIP_CODES,
-    FINAL_STATES,
     PendingRow,
     Recovery,
     RowOutcome,
 )
 from bulkmail.errors import JournalError
 
-_FINAL = FINAL_STATES
-_ATTEMPTED = frozenset({"sent", "failed", "uncertain"})
+#: Bytes set aside beside the journal, given back when the disk fills (see Journal.record).
+RESERVE_BYTES = 4 << 20
+RetryFailed = Literal["none", "retryable", "all"]
 
 
 class RecipientLike(Protocol):
@@ -101,6 +118,8 @@ class Journal:
         self._imported_through = 0
         self._finished_import = False
         self._has_suppressed = False
+        self._reserve: Path | None = None
+        self._full: JournalFull | None = None  # once the disk filled: no new work
 
     # -- opening and closing ------------------------------------------------------------
 
@@ -113,30 +132,45 @@ class Journal:
         list_hash: str,
         on_change: Literal["refuse", "restart", "force"] = "refuse",
         at_most_once: bool = False,
+        retry_failed: RetryFailed = "none",
+        synchronous: Literal["FULL", "NORMAL"] = "FULL",
+        reserve: int = RESERVE_BYTES,
         clock: Callable[[], float] = time.time,
     ) -> tuple[Journal, Recovery]:
-        """Open (or create) the journal at ``path``, lock it, and recover in-flight rows.
+        """Open (or create) the journal at ``path``, lock it, and settle its rows.
 
         If the campaign or list hash differs from the stored one: ``"refuse"`` raises
         :class:`JournalError`, ``"restart"`` empties the journal, ``"force"`` stores the new
         hashes and continues (already-sent keys are still never sent again).
+
+        ``at_most_once`` is stored at the first run and fixed for the campaign: another
+        value later raises :class:`JournalError`. ``retry_failed`` puts failed rows back to
+        pending: ``"retryable"`` those that failed for a reason a later run may not meet
+        (transport, 5xx, throttling), ``"all"`` also those the provider refused. ``reserve``
+        bytes are set aside in ``PATH.reserve`` and given back when the disk fills, so the
+        outcomes of requests already sent can still be recorded.
         """
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        lock_fd = store.lock(Path(f"{path}.lock"), path)
+        lock_fd = opening.lock(Path(f"{path}.lock"), path)
         try:
             conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         except sqlite3.Error as exc:
-            store.unlock(lock_fd)
+            opening.unlock(lock_fd)
             raise JournalError(f"{path}: cannot open the journal: {exc}") from exc
         journal = cls(conn, lock_fd, path, clock)
         try:
-            store.configure(conn)
+            journal._reserve = opening.make_reserve(Path(f"{path}.reserve"), reserve)
+            opening.configure(conn, synchronous)
             with journal._tx():
-                store.prepare(conn, path, campaign_hash, list_hash, on_change, journal._now)
-                recovery = Recovery(*store.recover(conn, at_most_once, journal._now))
+                opening.prepare(
+                    conn, path, campaign_hash, list_hash, on_change, at_most_once, journal._now
+                )
+                recovery = Recovery(
+                    *opening.recover(conn, at_most_once, retry_failed, journal._now)
+                )
                 (journal._imported_through, journal._finished_import, journal._has_suppressed) = (
-                    store.read_meta(conn)
+                    opening.read_meta(conn)
                 )
         except BaseException as exc:
             journal.close()
@@ -152,7 +186,7 @@ class Journal:
         try:
             self._conn.close()
         finally:
-            store.unlock(self._lock_fd)
+            opening.unlock(self._lock_fd)
             self._lock_fd = -1
 
     def __enter__(self) -> Journal:
@@ -214,18 +248,10 @@ class Journal:
         Lines at or below :attr:`imported_through` were imported already and are ignored,
         so re-adding a chunk after a crash changes nothing.
         """
+        if self._full is not None:  # the disk filled: nothing new, the reserve is for answers
+            raise self._full
         done = self._imported_through
-        first: dict[str, RecipientLike] = {}  # key -> its first recipient in this chunk
-        again: list[RecipientLike] = []  # later recipients with a key seen in this chunk
-        seen_lines: set[int] = set()
-        for r in sorted(recipients, key=_line):
-            if r.line <= done or r.line in seen_lines:
-                continue
-            seen_lines.add(r.line)
-            if r.key in first:
-                again.append(r)
-            else:
-                first[r.key] = r
+        first, again = store.partition(recipients, done)
         skips: list[tuple[int, str, str, str]] = []
         with self._tx():
             conn = self._conn
@@ -266,7 +292,7 @@ class Journal:
                 "UPDATE meta SET imported_through = ?, finished_import = ?", (through, finished)
             )
         self._imported_through, self._finished_import = through, finished
-        new.sort(key=_line)
+        new.sort(key=store.line_of)
         return [PendingRow(r.line, r.line, r.email, r.fields, False, 0) for r in new]
 
     # -- sending --------------------------------------------------------------------------
@@ -292,6 +318,8 @@ class Journal:
         Raises :class:`JournalError` (and changes nothing) if any of them is not pending:
         sending it could repeat a recipient.
         """
+        if self._full is not None:
+            raise self._full
         now = self._now()
         with self._tx():
             before = self._conn.total_changes
@@ -304,27 +332,23 @@ class Journal:
                 )
 
     def record(self, outcomes: Sequence[RowOutcome]) -> None:
-        """Record outcomes in one transaction. Rows already final are left untouched."""
+        """Record outcomes in one transaction. Rows already final are left untouched.
+
+        On a full disk the reserve is given back and the transaction tried once more: these
+        are answers to requests already sent, and losing them would send them again.
+        """
+        try:
+            self._record(outcomes)
+        except JournalFull:
+            if not opening.drop_reserve(self._reserve):
+                raise
+            self._reserve = None
+            self._record(outcomes)
+
+    def _record(self, outcomes: Sequence[RowOutcome]) -> None:
         now = self._now()
         with self._tx():
-            self._conn.executemany(
-                store.RECORD,
-                (
-                    (
-                        o.state,
-                        o.message_id,
-                        o.error_code,
-                        o.error,
-                        o.attempts,
-                        o.possible_duplicate,
-                        o.state in _FINAL,
-                        o.state in _ATTEMPTED or o.attempts > 0,
-                        now,
-                        o.id,
-                    )
-                    for o in outcomes
-                ),
-            )
+            self._conn.executemany(store.RECORD, store.record_args(outcomes, now))
 
     # -- reading the books ----------------------------------------------------------------
 
@@ -345,14 +369,17 @@ class Journal:
         for line, email, code, reason in self._conn.execute(sql + " ORDER BY line", args):
             yield SkipRow(line=line, email=email, code=code, reason=reason)
 
-    def export_results(self, path: Path) -> int:
+    def export_results(self, path: Path, *, events: Path | None = None) -> int:
         """Write one JSON line per list row, in line order, atomically; return the count.
 
         The file is streamed to a temporary file beside ``path`` from one consistent
-        read of the journal, flushed to disk, then renamed over ``path``.
+        read of the journal, flushed to disk, then renamed over ``path``. With ``events``
+        (an event store of ``bulkmail events``), each line also says what SES reported
+        for its message (``event``: ``complained``, ``bounced`` (permanent), ``rejected``,
+        ``soft_bounced``, ``delayed``, ``delivered`` or null).
         """
         try:
-            return store.write_results(self._conn, Path(path))
+            return store.write_results(self._conn, Path(path), events=events)
         except (OSError, sqlite3.Error) as exc:
             raise JournalError(f"{path}: cannot write the results file: {exc}") from exc
 
@@ -360,24 +387,48 @@ class Journal:
 
     @contextlib.contextmanager
     def _tx(self) -> Iterator[None]:
+        conn = self._conn
         try:
-            self._conn.execute("BEGIN IMMEDIATE")
+            conn.execute("BEGIN IMMEDIATE")
             try:
                 yield
+                conn.execute("COMMIT")
             except BaseException:
-                if self._conn.in_transaction:
-                    self._conn.execute("ROLLBACK")
+                # Also when COMMIT itself fails (disk full, I/O error): SQLite may leave the
+                # transaction open, and the next BEGIN would fail or commit it half-done.
+                if conn.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        conn.execute("ROLLBACK")
                 raise
-            self._conn.execute("COMMIT")
-        except sqlite3.Error as exc:  # disk full, I/O error: ours to report, not a traceback
+        except (sqlite3.Error, OSError) as exc:  # disk full, I/O error: ours to report
+            if (
+                getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
+                or getattr(exc, "errno", None) == errno.ENOSPC
+                or "disk is full" in str(exc)
+            ):
+                self._full = JournalFull(
+                    f"{self.path}: the disk holding the journal is full ({exc}); stopped "
+                    "sending (every answer received is recorded); free some space and run "
+                    "again to send the rest"
+                )
+                raise self._full from exc
             raise JournalError(f"{self.path}: the journal cannot be written: {exc}") from exc
 
     def _now(self) -> str:
         return store.timestamp(self._clock())
 
 
-def _line(item: RecipientLike) -> int:
-    return item.line
+class JournalFull(JournalError):
+    """The journal could not be written because its disk is full."""
+
+
+def timestamp(seconds: float) -> str:
+    """The journal's time format (UTC, milliseconds, ``Z``), for other books to share.
+
+    >>> timestamp(0)
+    '1970-01-01T00:00:00.000Z'
+    """
+    return store.timestamp(seconds)
 
 
 def _duplicate(r: RecipientLike, first_line: int) -> tuple[int, str, str, str]:
@@ -386,9 +437,13 @@ def _duplicate(r: RecipientLike, first_line: int) -> tuple[int, str, str, str]:
 
 __all__ = [
     "BENIGN_SKIP_CODES",
+    "RESERVE_BYTES",
     "Journal",
+    "JournalFull",
     "PendingRow",
     "Recovery",
+    "RetryFailed",
     "RowOutcome",
     "SkipRow",
+    "timestamp",
 ]

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from bulkmail.books.base import Recovery, RowOutcome
-from bulkmail.books.journal import Journal
+from bulkmail.books.journal import Journal, RetryFailed
 
 T = TypeVar("T")
 
@@ -47,6 +47,7 @@ class SqliteBooks:
         list_hash: str,
         on_change: Literal["refuse", "restart", "force"] = "refuse",
         at_most_once: bool = False,
+        retry_failed: RetryFailed = "none",
     ) -> SqliteBooks:
         """Open (or create) the journal at ``path``; see :meth:`Journal.open`."""
         executor = ThreadPoolExecutor(1, thread_name_prefix="bulkmail-journal")
@@ -60,6 +61,7 @@ class SqliteBooks:
                     list_hash=list_hash,
                     on_change=on_change,
                     at_most_once=at_most_once,
+                    retry_failed=retry_failed,
                 ),
             )
             journal, recovery = await asyncio.shield(job)
@@ -87,9 +89,10 @@ class SqliteBooks:
     async def problem_skips(self) -> int:
         return await self.run(self.journal.problem_skip_count)
 
-    async def export_results(self, path: Path) -> int:
-        """Write the results file (one JSON line per list row, atomically)."""
-        return await self.run(self.journal.export_results, path)
+    async def export_results(self, path: Path, *, events: Path | None = None) -> int:
+        """Write the results file (one JSON line per list row, atomically); with ``events``
+        (the event store) each line says what SES reported (``event``)."""
+        return await self.run(self.journal.export_results, path, events=events)
 
     async def close(self) -> None:
         try:

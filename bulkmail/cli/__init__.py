@@ -4,6 +4,9 @@
     bulkmail check CAMPAIGN.yaml
     bulkmail sandbox [--port N] [--quota R] [--outbox DIR]
     bulkmail smtp-password (--region R | --legacy)
+    bulkmail events EVENTS.yaml
+    bulkmail suppress sync --region R [--file F]
+    bulkmail report CAMPAIGN.yaml [--out report.html] [--png]
 
 Exit status: 0 every recipient sent; 1 some were not (failed, skipped for a problem, or the
 run stopped early); 2 the campaign could not start (bad file, flag or credentials).
@@ -26,6 +29,9 @@ COMMANDS: dict[str, str] = {
     "check": "bulkmail.cli.send:cmd_check",
     "sandbox": "bulkmail.cli.sandbox:cmd_sandbox",
     "smtp-password": "bulkmail.cli.tools:cmd_smtp_password",
+    "events": "bulkmail.cli.events:cmd_events",
+    "suppress": "bulkmail.cli.events:cmd_suppress",
+    "report": "bulkmail.cli.report:cmd_report",
 }
 
 Command = Callable[[Sequence[str], TextIO, TextIO], int]

@@ -30,6 +30,11 @@ def _send_parser() -> argparse.ArgumentParser:
     p.add_argument("--results", help="results JSONL path (default beside the campaign)")
     p.add_argument("--journal", help="journal path (default beside the campaign)")
     p.add_argument("--concurrency", type=int, help="requests in flight (default: adaptive)")
+    p.add_argument(
+        "--outage-wait",
+        help="how long to wait out a provider that cannot be reached (refused, DNS) before "
+        "stopping with rows pending, e.g. 90s or 10m (default 10m)",
+    )
     p.add_argument("--dry-run", action="store_true", help="validate and render, send nothing")
     p.add_argument("--json", action="store_true", help="print a JSON summary as the last line")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress, only errors")
@@ -38,6 +43,16 @@ def _send_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="never resend a recipient whose earlier attempt may have arrived; report it as "
         "uncertain instead",
+    )
+    p.add_argument(
+        "--retry-failed",
+        nargs="?",
+        const="retryable",
+        choices=("retryable", "all"),
+        metavar="all",
+        help="send again the recipients an earlier run marked failed for a reason that may "
+        "pass (transport errors, 5xx, throttling); =all also those the provider refused "
+        "(invalid address, MessageRejected)",
     )
     change = p.add_mutually_exclusive_group()
     change.add_argument(
@@ -54,7 +69,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if args.rate is not None:
         out["rate"] = "auto" if args.rate == "auto" else _number(args.rate, "--rate")
-    for key in ("endpoint", "results", "journal", "concurrency"):
+    for key in ("endpoint", "results", "journal", "concurrency", "outage_wait"):
         value = getattr(args, key, None)
         if value is not None:
             out[key] = value
@@ -80,7 +95,9 @@ def _run(coro: Coroutine[Any, Any, T]) -> T:
 
 
 def _resume_command(argv: Sequence[str]) -> str:
-    kept = [a for a in argv if a not in ("--restart", "--force")]
+    kept = [
+        a for a in argv if a not in ("--restart", "--force") and not a.startswith("--retry-failed")
+    ]
     return "bulkmail " + " ".join(shlex.quote(a) for a in kept)
 
 
@@ -124,6 +141,7 @@ def cmd_send(argv: Sequence[str], out: TextIO, err: TextIO) -> int:
                 campaign,
                 on_change=on_change,
                 at_most_once=args.at_most_once,
+                retry_failed=args.retry_failed or "none",
                 stop=stop,
                 grace=args.grace,
                 on_start=display.start if display else None,
@@ -151,6 +169,23 @@ def cmd_send(argv: Sequence[str], out: TextIO, err: TextIO) -> int:
             f"{summary.duration:.1f}s ({summary.rate:.1f}/s). Results: {summary.results}"
         )
         print(line, file=err if args.json else out)
+    elif summary.exit_code:  # --quiet still says, in one line, that not everyone was sent
+        print(
+            f"{summary.name}: not everyone was sent: sent {c.get('sent', 0)}, failed "
+            f"{c.get('failed', 0)}, skipped {c.get('skipped', 0)} ({summary.problem_skips} "
+            f"for a problem), pending {c.get('pending', 0)}, uncertain {c.get('uncertain', 0)}."
+            f" Results: {summary.results}",
+            file=err,
+        )
+    recovery = summary.recovery
+    if recovery.retried:
+        print(f"retried: {recovery.retried} recipients that had failed were sent again", file=err)
+    if recovery.held:
+        print(
+            f"held: {recovery.held} recipients flagged possible_duplicate by an earlier run are "
+            "held as uncertain (this campaign sends at most once)",
+            file=err,
+        )
     if summary.recovery.ambiguous:
         print(
             f"resumed: {summary.recovery.ambiguous} recipients were in flight when the last run "
@@ -160,7 +195,9 @@ def cmd_send(argv: Sequence[str], out: TextIO, err: TextIO) -> int:
         )
     if summary.stopped:
         print(f"stopped: {summary.stopped}", file=err)
-        if summary.stop_kind in ("quota", "interrupted"):
+        if summary.stop_kind in ("quota", "interrupted", "paused", "unavailable") or c.get(
+            "pending", 0
+        ):
             print("resume later with:\n  " + _resume_command(argv), file=err)
     if args.json:
         out.write(orjson.dumps(summary.as_dict()).decode() + "\n")
@@ -194,6 +231,12 @@ def cmd_check(argv: Sequence[str], out: TextIO, err: TextIO) -> int:
     return _print_check(api.check_campaign(args.campaign), args.json, out)
 
 
+def _pause_text(progress: Any) -> str:
+    """``paused: provider unreachable; next try in 8s`` while an outage is waited out."""
+    paused = getattr(progress, "paused", None)
+    return f"[yellow]paused: {paused}" if paused else ""
+
+
 class _Progress:
     """A rich progress bar (sent, rate, ETA, errors) polling the engine's counters."""
 
@@ -207,11 +250,12 @@ class _Progress:
             TextColumn("{task.completed}/{task.total}"),
             TextColumn("{task.fields[rate]:.0f}/s"),
             TextColumn("failed {task.fields[failed]}"),
+            TextColumn("{task.fields[pause]}"),
             TimeRemainingColumn(),
             console=Console(file=out),
             transient=False,
         )
-        self._task_id = self._bar.add_task("sending", total=None, rate=0.0, failed=0)
+        self._task_id = self._bar.add_task("sending", total=None, rate=0.0, failed=0, pause="")
         self._poller: asyncio.Task[None] | None = None
         self._progress: Any = None
 
@@ -229,6 +273,7 @@ class _Progress:
             total=total,
             rate=progress.rate,
             failed=progress.failed,
+            pause=_pause_text(progress),
         )
 
     async def _poll(self) -> None:

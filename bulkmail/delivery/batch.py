@@ -31,13 +31,23 @@ fatal      the line is written, then :class:`~bulkmail.errors.FatalProviderError
 quota      the line is written, then :class:`~bulkmail.errors.QuotaExhausted`
 ========== ===========================================================================
 
-Re-running is safe: a list whose last line in the results file says ``sent`` for the same
-template is skipped, so a whole list is never sent twice by a re-run.
+Durable before each call: the call's line, with ``"status": "in_flight"``, is written to
+``RESULTS.in-flight`` beside the results file and synced to disk before the first
+``BatchSendMail`` of a list (it covers that list's retries too); the outcome line is appended
+to the results file, synced, and only then is the in-flight file removed. A run killed during
+the call (SIGKILL, power loss, a second Ctrl-C) leaves that file behind; the next run records
+the list ``uncertain`` (``error_code: interrupted``) and never sends it again. A second
+Ctrl-C writes the ``uncertain`` line itself before quitting.
+
+Re-running is safe: a list whose last line in the results file says ``sent`` (or
+``uncertain``) for the same template is skipped, so a whole list is never sent twice by a
+re-run.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 import time
@@ -50,8 +60,7 @@ from typing import Any, BinaryIO
 import orjson
 from aiolimiter import AsyncLimiter
 
-from bulkmail.books._journal_store import timestamp  # the journal's own format
-from bulkmail.books.journal import Recovery
+from bulkmail.books.journal import Recovery, timestamp
 from bulkmail.delivery.engine import Summary
 from bulkmail.delivery.sender import RetryPolicy
 from bulkmail.errors import CampaignStopped, ConfigError, FatalProviderError, QuotaExhausted
@@ -67,7 +76,9 @@ class BatchCall:
 
     receivers_name: str
     template_name: str
-    status: str  # "sent" | "failed" | "uncertain" (may have been sent: never retried)
+    #: "sent" | "failed" | "uncertain" (may have been sent: never retried) | "in_flight"
+    #: (written before the call; a later line settles it)
+    status: str
     env_id: str | None
     error_code: str | None
     error: str | None
@@ -75,20 +86,21 @@ class BatchCall:
     first_attempt_at: str
     finished_at: str
 
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "receivers_name": self.receivers_name,
+            "template_name": self.template_name,
+            "status": self.status,
+            "env_id": self.env_id,
+            "error_code": self.error_code,
+            "error": self.error,
+            "attempts": self.attempts,
+            "first_attempt_at": self.first_attempt_at,
+            "finished_at": self.finished_at,
+        }
+
     def as_json(self) -> bytes:
-        return orjson.dumps(
-            {
-                "receivers_name": self.receivers_name,
-                "template_name": self.template_name,
-                "status": self.status,
-                "env_id": self.env_id,
-                "error_code": self.error_code,
-                "error": self.error,
-                "attempts": self.attempts,
-                "first_attempt_at": self.first_attempt_at,
-                "finished_at": self.finished_at,
-            }
-        )
+        return orjson.dumps(self.as_dict())
 
 
 @dataclass(slots=True, kw_only=True)
@@ -155,10 +167,10 @@ def receivers_names(options: Mapping[str, Any]) -> tuple[str, ...]:
 _SAFE_RETRY_CODES = frozenset({"ServiceUnavailable", "HTTP503", "ConnectError"})
 
 
-def _already_sent(results: Path, template: str) -> set[str]:
-    """Lists whose last line in ``results`` says ``sent`` (or ``uncertain``: it may have
-    been sent, so a rerun must not send it again) with ``template``."""
-    last: dict[str, bool] = {}
+def _already_sent(results: Path, template: str) -> dict[str, dict[str, Any]]:
+    """The last line of each list in ``results`` whose status is ``sent`` (or ``uncertain``:
+    it may have been sent, so a rerun must not send it again) with ``template``."""
+    last: dict[str, dict[str, Any]] = {}
     try:
         with results.open("rb") as f:
             for line in f:
@@ -167,13 +179,66 @@ def _already_sent(results: Path, template: str) -> set[str]:
                 except orjson.JSONDecodeError:
                     continue  # a torn last line from a crash: that call is not counted
                 if isinstance(doc, dict) and isinstance(doc.get("receivers_name"), str):
-                    last[doc["receivers_name"]] = (
-                        doc.get("status") in ("sent", "uncertain")
-                        and doc.get("template_name") == template
-                    )
+                    last[doc["receivers_name"]] = doc
     except FileNotFoundError:
         pass
-    return {name for name, sent in last.items() if sent}
+    return {
+        name: doc
+        for name, doc in last.items()
+        if doc.get("status") in ("sent", "uncertain") and doc.get("template_name") == template
+    }
+
+
+def _in_flight_path(results: Path) -> Path:
+    return results.with_name(results.name + ".in-flight")
+
+
+def _read_in_flight(path: Path) -> dict[str, Any] | None:
+    """The call a run died in (``None``: none, or a torn write from before the call)."""
+    try:
+        doc = orjson.loads(path.read_bytes())
+    except FileNotFoundError:
+        return None
+    except orjson.JSONDecodeError:
+        return None  # torn: the write never completed, so the request never left
+    if isinstance(doc, dict) and isinstance(doc.get("receivers_name"), str):
+        return doc
+    return None
+
+
+def _write_durably(path: Path, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)  # the file's name is on disk too
+    finally:
+        os.close(dir_fd)
+
+
+_INTERRUPTED = (
+    "the run ended during the BatchSendMail call: the list may have been sent (check the "
+    "console's sending log; remove this list's results lines to send it again on purpose)"
+)
+
+
+def _interrupted(doc: Mapping[str, Any], finished: str) -> BatchCall:
+    """The ``uncertain`` line that settles an ``in_flight`` one."""
+    return BatchCall(
+        receivers_name=str(doc["receivers_name"]),
+        template_name=str(doc.get("template_name")),
+        status="uncertain",
+        env_id=None,
+        error_code="interrupted",
+        error=_INTERRUPTED,
+        attempts=int(doc.get("attempts") or 1),
+        first_attempt_at=str(doc.get("first_attempt_at") or finished),
+        finished_at=finished,
+    )
 
 
 def _append(out: BinaryIO, call: BatchCall) -> None:
@@ -226,6 +291,7 @@ async def run_batch_campaign(
     started = time.monotonic()
     done = _already_sent(results, template)
     results.parent.mkdir(parents=True, exist_ok=True)
+    marker = _in_flight_path(results)
 
     async def attempt(name: str) -> Outcome:
         async with limiter:
@@ -239,6 +305,17 @@ async def run_batch_campaign(
             )
 
     with results.open("ab") as out:
+        left = _read_in_flight(marker)
+        if left is not None:  # the last run died during this call: it may have been sent
+            settled = done.get(left["receivers_name"])
+            if settled is None or settled.get("first_attempt_at") != left["first_attempt_at"]:
+                call = _interrupted(left, timestamp(clock()))
+                _append(out, call)
+                summary.calls.append(call)
+                summary.failed += 1
+                done[call.receivers_name] = call.as_dict()
+        with contextlib.suppress(FileNotFoundError):
+            marker.unlink()
         for name in names:
             if name in done:
                 summary.skipped += 1
@@ -248,8 +325,25 @@ async def run_batch_campaign(
                 break
             first = clock()
             attempts = throttled = 0
+            in_flight = BatchCall(
+                receivers_name=name,
+                template_name=template,
+                status="in_flight",
+                env_id=None,
+                error_code=None,
+                error=None,
+                attempts=1,
+                first_attempt_at=timestamp(first),
+                finished_at="",
+            )
+            _write_durably(marker, in_flight.as_json())  # on disk before the request leaves
             while True:
-                outcome = await attempt(name)
+                try:
+                    outcome = await attempt(name)
+                except asyncio.CancelledError:  # a second Ctrl-C: settle the call, then quit
+                    _append(out, _interrupted(in_flight.as_dict(), timestamp(clock())))
+                    marker.unlink()
+                    raise
                 attempts += 1
                 verdict = outcome.verdict
                 if verdict is Verdict.THROTTLED:
@@ -281,6 +375,7 @@ async def run_batch_campaign(
                 finished_at=timestamp(clock()),
             )
             _append(out, call)
+            marker.unlink()  # after the outcome is on disk: settled either way
             summary.calls.append(call)
             if ok:
                 summary.sent += 1

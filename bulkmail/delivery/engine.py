@@ -28,7 +28,13 @@ from bulkmail.books.base import NO_RECOVERY, Books, PendingRow, Recovery, RowOut
 from bulkmail.delivery.guards import Guard
 from bulkmail.delivery.progress import Progress, StopKind, Summary
 from bulkmail.delivery.sender import Delivery, Sender, Status
-from bulkmail.errors import CampaignStopped, FatalProviderError, QuotaExhausted
+from bulkmail.errors import (
+    CampaignStopped,
+    InternalError,
+    JournalError,
+    ProviderUnavailable,
+    QuotaExhausted,
+)
 from bulkmail.intake.base import Batch, Intake
 from bulkmail.mail.message import Message
 
@@ -112,6 +118,7 @@ class CampaignRun:
         self._interrupted = False
         self._paused: str | None = None
         self._limit_stop: QuotaExhausted | None = None
+        self._books_error: JournalError | None = None
         # Set by anything that ends dispatching (Ctrl-C, a pause, a provider stop): wakes a
         # dispatcher waiting on an empty queue while the intake waits for more work.
         self._halt = asyncio.Event()
@@ -130,8 +137,14 @@ class CampaignRun:
                 producer.cancel()
             # Drain and flush before any error of the intake or the books surfaces: sends
             # already under way must be recorded, and must not outlive the books.
-            await asyncio.wait([producer])
-            await self._drain_tasks()
+            try:
+                await asyncio.wait([producer])
+                await self._drain_tasks()
+            except asyncio.CancelledError:
+                # Quit at once (a second Ctrl-C): answers already received are still
+                # recorded; requests still out stay in flight (possibly sent, next run).
+                await self._abandon(producer, helpers)
+                raise
             for task in helpers:
                 task.cancel()
             await asyncio.wait(helpers)
@@ -139,7 +152,17 @@ class CampaignRun:
             for task in (producer, *helpers):
                 if not task.cancelled() and task.exception() is not None:
                     raise task.exception()  # type: ignore[misc]
+        if self._books_error is not None:
+            raise self._books_error
         return await self._finish()
+
+    async def _abandon(
+        self, producer: asyncio.Task[None], helpers: list[asyncio.Task[None]]
+    ) -> None:
+        for task in (producer, *helpers, *self._tasks):
+            task.cancel()
+        await asyncio.wait([producer, *helpers, *self._tasks])
+        await self._flush()
 
     # -- producer: what the intake hands out, composed ----------------------------------------
 
@@ -204,6 +227,7 @@ class CampaignRun:
             or self.sender.stopped is not None
             or self._limit_stop is not None
             or self._paused is not None
+            or self._books_error is not None
         )
 
     async def _dispatch(self) -> None:
@@ -223,7 +247,13 @@ class CampaignRun:
             batch = self._apply_daily_limit(batch)
             if not batch:
                 break
-            await self.books.mark_in_flight([row.id for row, _, _ in batch])
+            try:
+                await self.books.mark_in_flight([row.id for row, _, _ in batch])
+            except JournalError as exc:  # not marked, so not sent: the rows stay pending
+                for _, _, open_ in batch:
+                    open_.complete = False
+                self._books_failed(exc)
+                break
             for index, (row, message, open_) in enumerate(batch):
                 if self._stopping and self._limit_stop is None:
                     self._give_back(batch[index:])
@@ -271,7 +301,7 @@ class CampaignRun:
         except Exception as exc:  # a bug below us: stop rather than fail everyone alike
             # The row stays in flight: whoever recovers the books treats it as possibly sent.
             self.sender.stop(
-                FatalProviderError(f"internal error while sending: {type(exc).__name__}: {exc}")
+                InternalError(f"internal error while sending: {type(exc).__name__}: {exc}")
             )
             open_.complete = False
             self._halt.set()
@@ -298,11 +328,18 @@ class CampaignRun:
                 error_code=delivery.error_code,
                 error=delivery.error,
                 attempts=row.attempts + delivery.attempts,
-                possible_duplicate=True if delivery.possible_duplicate else None,
+                # Given back unsent, the sender knows whether any answer left doubt; a final
+                # outcome only ever adds the flag.
+                possible_duplicate=(
+                    delivery.possible_duplicate
+                    if delivery.status is Status.UNSENT
+                    else (True if delivery.possible_duplicate else None)
+                ),
+                retryable=delivery.retryable if delivery.status is Status.FAILED else None,
             ),
         )
         if len(self._outcomes) >= self.chunk:
-            await self._flush()
+            await self._flush_or_stop()
 
     # -- group records, guards, shutdown ---------------------------------------------------
 
@@ -311,15 +348,35 @@ class CampaignRun:
             return
         outcomes, self._outcomes = self._outcomes, []
         ready, self._ready = self._ready, []
-        if outcomes:
-            await self.books.record(outcomes)
+        try:
+            if outcomes:
+                await self.books.record(outcomes)
+        except BaseException:
+            # Not lost: kept for the next flush (the final one runs after the drain).
+            self._outcomes[:0] = outcomes
+            self._ready[:0] = ready
+            raise
         for batch in ready:
             await self.intake.settle(batch)
 
-    async def _flush_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.flush_interval)
+    async def _flush_or_stop(self) -> None:
+        try:
             await self._flush()
+        except JournalError as exc:
+            self._books_failed(exc)
+
+    def _books_failed(self, exc: JournalError) -> None:
+        """The books cannot be written (a full disk): nothing more may be sent, since its
+        outcome could not be recorded; answers in flight are awaited and kept."""
+        if self._books_error is None:
+            self._books_error = exc
+        self.sender.drain()
+        self._halt.set()
+
+    async def _flush_loop(self) -> None:
+        while self._books_error is None:
+            await asyncio.sleep(self.flush_interval)
+            await self._flush_or_stop()
 
     async def _watch_stop(self) -> None:
         await self.stop_event.wait()
@@ -352,6 +409,8 @@ class CampaignRun:
         stopped = self.sender.stopped or self._limit_stop
         if isinstance(stopped, QuotaExhausted):
             return str(stopped), "quota"
+        if isinstance(stopped, ProviderUnavailable):
+            return str(stopped), "unavailable"
         if isinstance(stopped, CampaignStopped):
             return str(stopped), "fatal"
         if self._paused is not None:

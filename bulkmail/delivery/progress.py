@@ -76,7 +76,11 @@ class Summary:
 
     @property
     def exit_code(self) -> int:
-        """0 when every recipient was sent (or deliberately skipped), else 1."""
+        """0 when every recipient was sent (or deliberately skipped); 2 when a campaign-wide
+        problem (bad key, untrusted certificate, unreachable provider) stopped it before
+        anything was sent; else 1."""
+        if self.stop_kind in ("fatal", "unavailable") and not self.sent_this_run:
+            return 2
         if not self.complete or self.counts.get("failed", 0) or self.problem_skips:
             return 1
         return 0

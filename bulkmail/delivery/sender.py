@@ -6,12 +6,20 @@ law (in flight ≈ rate × observed latency), and the retry classes:
 ========== ==========================================================================
 throttled  back off with jitter, slow the whole campaign down (adaptive limiter), retry
 retry      back off with jitter, retry with a fresh signature, up to ``max_attempts``
-ambiguous  may have been accepted: retry and flag ``possible_duplicate`` (default), or
-           stop and report ``uncertain`` (``at_most_once=True``)
+ambiguous  may have been accepted (500/502/504, no answer): retry and flag
+           ``possible_duplicate`` (default), or stop and report ``uncertain``
+           (``at_most_once=True``)
 rejected   permanent for this recipient: ``failed``
 fatal      raise :class:`~bulkmail.errors.FatalProviderError`: nothing more can succeed
+           (bad key, an untrusted certificate); the message comes back ``pending``
 quota      raise :class:`~bulkmail.errors.QuotaExhausted`: resumable later
 ========== ==========================================================================
+
+An attempt that never reached the provider (refused, DNS, connect timeout) is retried like
+``retry``, and also told to the :class:`~bulkmail.delivery.breaker.CircuitBreaker`: when
+``threshold`` of them come in a row the campaign pauses and probes, and no recipient is
+charged for them (their attempts are given back); after ``outage_wait`` seconds without an
+answer it stops with :class:`~bulkmail.errors.ProviderUnavailable`, rows pending.
 """
 
 from __future__ import annotations
@@ -24,12 +32,19 @@ from dataclasses import dataclass
 from enum import StrEnum
 from types import TracebackType
 
+from bulkmail.delivery.breaker import BreakerState, CircuitBreaker, Ticket
 from bulkmail.delivery.gate import Gate
-from bulkmail.errors import CampaignStopped, FatalProviderError, QuotaExhausted
+from bulkmail.errors import (
+    CampaignStopped,
+    FatalProviderError,
+    ProviderUnavailable,
+    QuotaExhausted,
+)
 from bulkmail.mail.message import Message
 from bulkmail.pacing.base import Pacer
 from bulkmail.pacing.local import RateLimiter
 from bulkmail.providers.base import Outcome, Provider, Verdict
+from bulkmail.providers.errors import UNREACHABLE_CODES, UNWRITTEN_FATAL_CODES
 
 
 class _Drained(Exception):
@@ -60,6 +75,9 @@ class Delivery:
     error: str | None = None
     attempts: int = 0
     possible_duplicate: bool = False
+    #: For ``FAILED``: the last answer was not the provider refusing this recipient
+    #: (transport, 5xx, throttling that ran out of attempts): a later run may succeed.
+    retryable: bool = False
 
     @property
     def ok(self) -> bool:
@@ -80,6 +98,9 @@ class RetryPolicy:
     max_throttled: int = 30
     base: float = 0.25
     cap: float = 20.0
+    #: Attempts that never reached the provider are not charged to ``max_attempts`` (the
+    #: breaker handles outages); this bounds them for one message all the same.
+    max_unreachable: int = 30
 
     def ceiling(self, attempt: int) -> float:
         return float(min(self.cap, self.base * 2 ** (attempt - 1)))
@@ -117,6 +138,8 @@ class Sender:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rng: random.Random | None = None,
         clock: Callable[[], float] = time.monotonic,
+        outage_wait: float = 600.0,
+        breaker: CircuitBreaker | None = None,
     ) -> None:
         self.provider = provider
         self.limiter: Pacer = limiter if limiter is not None else RateLimiter(rate)
@@ -132,6 +155,8 @@ class Sender:
         self._draining = False
         self._wake = asyncio.Event()  # set on drain or stop: ends backoff sleeps early
         self.counters = {"attempts": 0, "throttled": 0, "retried": 0, "ambiguous": 0}
+        self.breaker = breaker or CircuitBreaker(outage_wait=outage_wait, clock=clock, sleep=sleep)
+        self.breaker._on_give_up = self._give_up
 
     async def __aenter__(self) -> Sender:
         await self.provider.__aenter__()
@@ -163,6 +188,10 @@ class Sender:
     def _interrupt(self) -> None:
         self._wake.set()
         self.limiter.interrupt(_Drained)
+        self.breaker.stop()
+
+    def _give_up(self, reason: str) -> None:
+        self._stop(ProviderUnavailable(reason, code="ProviderUnavailable"))
 
     async def send(self, message: Message) -> Delivery:
         """Deliver one message (paced, retried); see the class docstring."""
@@ -223,17 +252,33 @@ class Sender:
 
     async def _deliver(self, message: Message) -> Delivery:
         attempts = throttled = 0
+        # Attempts that never reached the provider: given back when the message returns
+        # pending or waits out an outage (the outage is not the recipient's).
+        unreached = unreached_total = 0
         possible_duplicate = False
         last: Outcome | None = None
+        breaker = self.breaker
         while True:
             if self._draining or self._stopped is not None:
-                return self._unsent(last, attempts, possible_duplicate)
+                return self._unsent(last, attempts - unreached, possible_duplicate)
+            probe = False
+            if breaker.state is not BreakerState.CLOSED:
+                attempts -= unreached
+                unreached = 0
+                ticket = await breaker.admit()
+                if ticket is Ticket.STOP:
+                    return self._unsent(last, attempts, possible_duplicate)
+                probe = ticket is Ticket.PROBE
             try:
                 await self.limiter.acquire(message.cost)
             except _Drained:
-                return self._unsent(last, attempts, possible_duplicate)
+                if probe:
+                    breaker.failure("the probe was interrupted", probe=True)
+                return self._unsent(last, attempts - unreached, possible_duplicate)
             if self._draining or self._stopped is not None:
-                return self._unsent(last, attempts, possible_duplicate)
+                if probe:
+                    breaker.failure("the probe was interrupted", probe=True)
+                return self._unsent(last, attempts - unreached, possible_duplicate)
             attempts += 1
             self.counters["attempts"] += 1
             started = self._clock()
@@ -241,6 +286,18 @@ class Sender:
             self._gate.observe(self._clock() - started, outcome.service_time)
             last = outcome
             verdict = outcome.verdict
+            if verdict is Verdict.RETRY and outcome.error_code in UNREACHABLE_CODES:
+                unreached += 1
+                unreached_total += 1
+                breaker.failure(self._describe(outcome), probe=probe)
+                if breaker.state is not BreakerState.CLOSED:
+                    continue  # wait out the outage at the top, uncharged
+                if unreached_total >= self.retry.max_unreachable:
+                    return self._final(Status.FAILED, outcome, attempts, possible_duplicate)
+                self.counters["retried"] += 1
+                await self._pause(self.retry.delay(min(unreached_total, 6), self._rng))
+                continue
+            breaker.success()
             if verdict is Verdict.SENT:
                 self.limiter.succeeded(message.cost)
                 return Delivery(
@@ -253,10 +310,13 @@ class Sender:
                 return self._final(Status.FAILED, outcome, attempts, possible_duplicate)
             if verdict is Verdict.FATAL:
                 self._stop(FatalProviderError(self._describe(outcome), code=outcome.error_code))
-                return self._unsent(outcome, attempts, possible_duplicate)
+                if outcome.error_code in UNWRITTEN_FATAL_CODES:  # e.g. an untrusted certificate
+                    attempts -= 1 + unreached
+                    unreached = 0
+                return self._unsent(outcome, attempts - unreached, possible_duplicate)
             if verdict is Verdict.QUOTA:
                 self._stop(QuotaExhausted(self._describe(outcome), code=outcome.error_code))
-                return self._unsent(outcome, attempts, possible_duplicate)
+                return self._unsent(outcome, attempts - unreached, possible_duplicate)
             if verdict is Verdict.AMBIGUOUS:
                 self.counters["ambiguous"] += 1
                 if self.at_most_once:
@@ -270,9 +330,10 @@ class Sender:
                     return self._final(Status.FAILED, outcome, attempts, possible_duplicate)
                 delay = self.retry.delay(min(throttled, 6), self._rng)
             else:
-                if attempts - throttled >= self.retry.max_attempts:
+                charged = attempts - throttled - unreached
+                if charged >= self.retry.max_attempts:
                     return self._final(Status.FAILED, outcome, attempts, possible_duplicate)
-                delay = self.retry.delay(attempts - throttled, self._rng)
+                delay = self.retry.delay(charged, self._rng)
             self.counters["retried"] += 1
             if outcome.retry_after is not None:
                 delay = max(delay, min(outcome.retry_after, self.retry.cap))
@@ -309,6 +370,7 @@ class Sender:
     def _final(status: Status, outcome: Outcome, attempts: int, dup: bool) -> Delivery:
         return Delivery(
             status,
+            retryable=status is Status.FAILED and outcome.verdict is not Verdict.REJECTED,
             error_code=outcome.error_code,
             error=outcome.error,
             attempts=attempts,

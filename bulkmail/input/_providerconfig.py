@@ -28,6 +28,7 @@ from bulkmail.input._yamlconfig import (
 )
 from bulkmail.providers._smtp_replies import SMTP_PRESETS
 from bulkmail.providers.config import ProviderConfig
+from bulkmail.providers.directmail import campaign_problems
 from bulkmail.providers.registry import PROVIDER_NAMES
 
 PROVIDERS = PROVIDER_NAMES
@@ -145,6 +146,18 @@ class ProviderChecker(Checker):
             elif name in m:
                 self.bad(f"directmail.{name}", "is used only with mode: batch")
         return out
+
+    def directmail_limits(
+        self, sender: str | None, subject: str | None, headers: list[str], m: dict[str, Any]
+    ) -> None:
+        """DirectMail's own limits on what every message shares (alias, fixed subject,
+        headers), refused here with the key and line rather than by every send."""
+        if sender is None:
+            return
+        for key, problem in campaign_problems(sender=sender, subject=subject, header_names=headers):
+            if key == "headers" and "headers" not in m:
+                key = "unsubscribe"  # only the List-Unsubscribe pair
+            self.bad(key, f"{problem} (provider directmail)")
 
 
 def endpoint_url(value: Any) -> str:

@@ -34,6 +34,7 @@ from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlsplit
 
+from bulkmail.deliverability.settings import GuardSettings, guard_settings
 from bulkmail.errors import ConfigError
 from bulkmail.input._providerconfig import ProviderChecker, endpoint_url
 from bulkmail.input._yamlconfig import (
@@ -50,30 +51,42 @@ from bulkmail.input._yamlconfig import (
     scalar_text,
     string,
 )
+from bulkmail.mail.headers import HEADER_NAME, RESERVED_HEADERS
 from bulkmail.providers.config import Identity, ProviderConfig, ProviderSetup
 
 MAX_BODY_BYTES = 10 * 1024 * 1024  #: text/html files (and the campaign file) above this are refused
 MAX_ATTACHMENT_BYTES = 40 * 1024 * 1024  #: SES's ceiling for a whole message; no provider is higher
 
 _TOP_KEYS = (
-    "name", "provider", "rate", "daily_limit", "concurrency", "max_attempts", "from", "reply_to",
+    "name", "provider", "rate", "daily_limit", "concurrency", "max_attempts", "outage_wait",
+    "from", "reply_to",
     "subject", "text", "html", "recipients", "suppress", "results", "journal",
     "configuration_set", "tags", "headers", "unsubscribe", "template", "attachments",
     "attachment_column", "source_arn", "from_arn", "return_path_arn", "return_path", "directmail",
-    "bulk",
+    "events", "guard", "bulk",
 )  # fmt: skip
-#: Headers bulkmail writes itself; each maps to the campaign key that sets it.
-_RESERVED_HEADERS = {
-    "from": "from", "to": "recipients", "cc": "recipients", "bcc": "recipients",
-    "subject": "subject", "reply-to": "reply_to", "return-path": "return_path",
-    "list-unsubscribe": "unsubscribe", "list-unsubscribe-post": "unsubscribe",
-    "date": None, "message-id": None, "mime-version": None, "content-type": None,
-    "content-transfer-encoding": None, "sender": None,
-}  # fmt: skip
-_HEADER_NAME = re.compile(r"[!-9;-~]{1,76}")  # printable ASCII except ':' (RFC 5322 ftext)
 _SES_NAME = pattern(r"[A-Za-z0-9_-]{1,64}", "must be 1-64 of A-Z a-z 0-9 _ -")  # sets, templates
 _TAG_NAME = pattern(r"[A-Za-z0-9_-]{1,256}", "tag names must be 1-256 of A-Z a-z 0-9 _ -")
 _TAG_VALUE = pattern(r"[A-Za-z0-9_-]{1,256}", "must be 1-256 of A-Z a-z 0-9 _ -")
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(s|m|h)?")
+
+
+def _or(value: float | None, default: float) -> float:
+    return default if value is None else value
+
+
+def duration(value: Any) -> float:
+    """Seconds from ``90``, ``"90s"``, ``"10m"`` or ``"1h"``.
+
+    >>> duration("10m"), duration(30)
+    (600.0, 30.0)
+    """
+    if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
+        return float(value)
+    match = _DURATION.fullmatch(str(value).strip()) if isinstance(value, str) else None
+    if match is None:
+        raise Bad(f"must be seconds or a duration like '10m' or '90s', got {describe(value)}")
+    return float(match.group(1)) * {"s": 1, "m": 60, "h": 3600}[match.group(2) or "s"]
 
 
 def _flag(value: Any) -> bool:
@@ -105,6 +118,8 @@ class Campaign:
     daily_limit: int | None
     concurrency: int | None
     max_attempts: int
+    #: Seconds to wait out a provider that cannot be reached before stopping (rows pending).
+    outage_wait: float = 600.0
     sender: str
     reply_to: tuple[str, ...]
     subject: str
@@ -128,6 +143,9 @@ class Campaign:
     return_path_arn: str | None
     return_path: str | None
     directmail: Mapping[str, Any]
+    #: The event store of ``bulkmail events`` (results ``event`` field, report, guard).
+    events: Path | None = None
+    guard: GuardSettings | None = None  # set whenever ``events`` is
     #: Stored-template sends may share one bulk call (SESv2 ``SendBulkEmail``); default on.
     bulk: bool = True
 
@@ -263,7 +281,7 @@ class _CampaignChecker(ProviderChecker):
         if "template" in m and isinstance(m["template"], dict) and "name" not in m["template"]:
             self.bad("template", "needs 'name: <stored template name>'")
         reply_to = m.get("reply_to", [])
-        return {
+        fields: dict[str, Any] = {
             "path": self.path,
             "name": self.get(m, "name", one_line) or stem,
             "provider": provider,
@@ -271,6 +289,9 @@ class _CampaignChecker(ProviderChecker):
             "daily_limit": self.get(m, "daily_limit", integer(1)),
             "concurrency": flags.get("concurrency", concurrency),
             "max_attempts": 5 if max_attempts is None else max_attempts,
+            "outage_wait": flags.get(
+                "outage_wait", _or(self.get(m, "outage_wait", duration), 600.0)
+            ),
             "sender": self.require(m, "from", mailbox),
             "reply_to": tuple(
                 self.check(r, f"reply_to[{i}]", mailbox)
@@ -298,7 +319,17 @@ class _CampaignChecker(ProviderChecker):
             "return_path": self.get(m, "return_path", address),
             "directmail": MappingProxyType(directmail),
             "bulk": True if "bulk" not in m else bool(self.get(m, "bulk", _flag)),
+            **self.deliverability(m),
         }
+        if pname == "directmail" and not stored:
+            shared = [*fields["headers"], *(["List-Unsubscribe"] if unsubscribe else [])]
+            shared += ["List-Unsubscribe-Post"] if "url" in unsubscribe else []
+            self.directmail_limits(fields["sender"], subject, shared, m)
+        return fields
+
+    def deliverability(self, m: dict[str, Any]) -> dict[str, Any]:
+        events = self.get(m, "events", output_file(self.base))
+        return {"events": events, "guard": guard_settings(self, m.get("guard"), "events" in m)}
 
     def flags(self, overrides: dict[str, Any]) -> dict[str, Any]:
         """Command-line overrides, checked like the file but named by their flag.
@@ -310,6 +341,7 @@ class _CampaignChecker(ProviderChecker):
             "rate": _rate,
             "endpoint": endpoint_url,
             "concurrency": integer(1),
+            "outage_wait": duration,
             "results": lambda value: cwd_file(value).absolute(),
             "journal": lambda value: cwd_file(value).absolute(),
         }
@@ -387,10 +419,10 @@ class _CampaignChecker(ProviderChecker):
         out: dict[str, str] = {}
         for name, value in self.pairs(raw, "headers"):
             key = f"headers.{name}"
-            if not _HEADER_NAME.fullmatch(name):
+            if len(name) > 76 or not HEADER_NAME.fullmatch(name):
                 self.bad(key, "is not a valid header name (printable ASCII, no ':' or spaces)")
-            elif name.lower() in _RESERVED_HEADERS:
-                instead = _RESERVED_HEADERS[name.lower()]
+            elif name.lower() in RESERVED_HEADERS:
+                instead = RESERVED_HEADERS[name.lower()]
                 self.bad(
                     key,
                     f"is set by bulkmail; use the {instead!r} key instead"

@@ -66,6 +66,7 @@ def check_campaign(
     if not isinstance(campaign, Campaign):
         campaign = load_campaign(campaign, overrides)
     composer = Composer.for_campaign(campaign)
+    composer.check_list(campaign)
     report = CheckReport(campaign=campaign.name, variables=sorted(composer.variables))
 
     def note(line: int, email: str, code: str, reason: str) -> None:
@@ -74,7 +75,13 @@ def check_campaign(
             report.examples.append({"line": line, "email": email, "code": code, "reason": reason})
 
     with tempfile.TemporaryDirectory(prefix="bulkmail-check-") as tmp:
-        journal, _ = Journal.open(Path(tmp) / "check.sqlite", campaign_hash="", list_hash="")
+        journal, _ = Journal.open(
+            Path(tmp) / "check.sqlite",
+            campaign_hash="",
+            list_hash="",
+            synchronous="NORMAL",  # thrown away: no need to survive power loss
+            reserve=0,
+        )
         with journal:
             if campaign.suppress is not None:
                 journal.load_suppressed(read_suppressed(campaign.suppress))

@@ -39,7 +39,7 @@ import orjson
 
 from bulkmail.errors import ConfigError
 from bulkmail.input.campaign import Campaign
-from bulkmail.input.recipients import Recipient
+from bulkmail.input.recipients import Recipient, list_columns
 from bulkmail.input.render import Renderer, RenderProblem
 from bulkmail.mail.message import Message
 from bulkmail.mail.mime import (
@@ -167,6 +167,39 @@ class Composer:
         if self._column is None:
             return self.renderer.variables
         return self.renderer.variables | {self._column}
+
+    def check_list(self, campaign: Campaign) -> None:
+        """Refuse a CSV list whose header lacks a column the templates use, before sending.
+
+        A variable no column provides would skip every row; that is the campaign's mistake,
+        not the rows'. JSONL rows carry their own keys, so they keep the per-row check.
+
+        :raises ConfigError: naming the variable, the template part and the columns found.
+        """
+        columns = list_columns(campaign.recipients)
+        if columns is None:
+            return
+        missing = self.renderer.missing_columns(columns)
+        if self._column is not None and self._column not in columns:
+            missing.append(("attachment_column", self._column))
+        if not missing:
+            return
+        found = ", ".join(repr(c) for c in columns)
+        uses = "; ".join(
+            f"{part} {name!r}"
+            if part == "attachment_column"
+            else f"template {part!r} uses {name!r}"
+            for part, name in missing
+        )
+        part = missing[0][0]
+        source = campaign.sources.get(part)
+        separate = source is not None and source != campaign.sources.get("subject")
+        raise ConfigError(
+            f"{uses}, but the list {campaign.recipients.name} has no such column "
+            f"(columns found: {found}); every row would be skipped",
+            file=source if separate else str(campaign.path),
+            key=None if separate else part,
+        )
 
     @property
     def raw_size_hint(self) -> int | None:

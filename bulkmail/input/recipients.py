@@ -136,6 +136,20 @@ def read_recipients(
     return _read_csv(path, stream, email_column, start_after_line)
 
 
+def list_columns(path: Path) -> list[str] | None:
+    """The column names of a CSV list's header (``None`` for JSONL, whose rows each have
+    their own keys). Raises :class:`ConfigError` like :func:`read_recipients`."""
+    path = Path(path)
+    if path.suffix.lower() in _JSONL_SUFFIXES:
+        return None
+    with _open(path) as stream:
+        state, lines = _lines(stream)
+        header = _read_header(path, state, csv.reader(lines))
+    if header is None:
+        raise ConfigError("the file is empty (no header line)", file=str(path))
+    return header
+
+
 def read_suppressed(path: Path) -> Iterator[str]:
     """Yield the :func:`address_key` of every valid address in a suppression file.
 
@@ -471,6 +485,7 @@ __all__ = [
     "Rejected",
     "address_key",
     "check_address",
+    "list_columns",
     "list_fingerprint",
     "read_recipients",
     "read_suppressed",

@@ -32,35 +32,16 @@ from jinja2 import meta
 
 from bulkmail.errors import ConfigError
 from bulkmail.input.recipients import Recipient
+from bulkmail.mail.headers import HEADER_NAME, RESERVED_HEADERS
 from bulkmail.mail.message import Message
 
 # Everything str.splitlines() breaks on, plus NUL: the email package refuses a header value
 # that splitlines() would split, so any of these would crash MIME building later.
 _LINE_BREAK = re.compile("[\r\n\x00\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]").search
 _UNDEFINED_NAME = re.compile(r"^'([^']+)' is undefined$")
-_HEADER_NAME = re.compile(r"[!-9;-~]+").fullmatch
 _URL_BAD = re.compile(r"[\s<>\x00-\x1f\x7f]").search
 _TEMPLATE_MARKS = ("{{", "{%", "{#")
 
-#: Headers the message builder writes itself, or that could add recipients.
-_RESERVED_HEADERS = frozenset(
-    {
-        "bcc",
-        "cc",
-        "content-transfer-encoding",
-        "content-type",
-        "date",
-        "from",
-        "list-unsubscribe",
-        "list-unsubscribe-post",
-        "message-id",
-        "mime-version",
-        "reply-to",
-        "sender",
-        "subject",
-        "to",
-    }
-)
 
 _EMPTY_TAGS: Mapping[str, str] = MappingProxyType({})
 
@@ -104,6 +85,7 @@ class Renderer:
         "_text",
         "_unsubscribe",
         "_variables",
+        "_part_variables",
     )
 
     def __init__(
@@ -152,13 +134,16 @@ class Renderer:
         # Both environments start from the same default globals.
         self._globals: dict[str, Any] = dict(plain.globals)
         variables: set[str] = set()
+        part_variables: dict[str, frozenset[str]] = {}
 
         def compile_part(part: str, source: str, env: jinja2.Environment) -> _Part:
             if not any(mark in source for mark in _TEMPLATE_MARKS):
                 return source
             where = self._where(part)
             try:
-                variables.update(meta.find_undeclared_variables(env.parse(source)))
+                used = meta.find_undeclared_variables(env.parse(source))
+                part_variables[part] = frozenset(used)
+                variables.update(used)
                 return _render_function(env.from_string(source))
             except jinja2.TemplateSyntaxError as exc:
                 raise ConfigError(
@@ -178,9 +163,9 @@ class Renderer:
         fixed: list[tuple[str, str]] = []
         templated: list[tuple[str, _Part]] = []
         for name, value in (headers or {}).items():
-            if not _HEADER_NAME(name):
+            if not HEADER_NAME.fullmatch(name):
                 raise ConfigError("not a valid header name", key=f"headers.{name}")
-            if name.lower() in _RESERVED_HEADERS:
+            if name.lower() in RESERVED_HEADERS:
                 raise ConfigError(
                     "bulkmail writes this header itself; it cannot be set here",
                     key=f"headers.{name}",
@@ -202,11 +187,27 @@ class Renderer:
             tuple(templated) if templated or callable(self._unsubscribe) else None
         )
         self._variables = frozenset(variables)
+        self._part_variables = MappingProxyType(part_variables)
 
     @property
     def variables(self) -> frozenset[str]:
         """Names the templates use but do not define: the columns a list must have."""
         return self._variables
+
+    @property
+    def part_variables(self) -> Mapping[str, frozenset[str]]:
+        """:attr:`variables` by template part (``subject``, ``text``, ``headers.X-Id``...)."""
+        return self._part_variables
+
+    def missing_columns(self, columns: Sequence[str]) -> list[tuple[str, str]]:
+        """``(part, variable)`` for each variable that a row with only ``columns`` lacks
+        (``email`` and the template globals such as ``range`` are always there)."""
+        have = {*columns, "email", *self._globals}
+        return [
+            (part, name)
+            for part, used in self._part_variables.items()
+            for name in sorted(used - have)
+        ]
 
     def render(self, recipient: Recipient, *, key: int | None = None) -> Message | RenderProblem:
         """One :class:`Message` for ``recipient``, or the :class:`RenderProblem` that stops it."""

@@ -31,6 +31,7 @@ from email.utils import formataddr, formatdate, getaddresses, parseaddr
 from pathlib import Path
 from urllib.parse import quote
 
+from bulkmail.mail.headers import HEADER_NAME
 from bulkmail.mail.message import Message
 
 #: SES v2 ``SendEmail`` raw message limit (after MIME encoding, attachments included).
@@ -58,7 +59,6 @@ _OWN_HEADERS = frozenset(
     )
 )
 _ARN_LOWER = {name.lower(): name for name in SES_ARN_HEADERS}
-_HEADER_NAME = re.compile(r"[!-9;-~]+")  # printable ASCII except ':' (RFC 5322 ftext)
 _TOKEN = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
 _CONTENT_TYPE = re.compile(rf"{_TOKEN}/{_TOKEN}")
 _CID = re.compile(r"[!#-;=?-~]+")  # no spaces, '<', '>' or quotes
@@ -84,7 +84,7 @@ def _refuse_newlines(what: str, value: str) -> None:
 
 
 def _check_header(name: str, value: str) -> None:
-    if not _HEADER_NAME.fullmatch(name):
+    if not HEADER_NAME.fullmatch(name):
         raise ValueError(f"invalid header name {name!r}")
     _refuse_newlines(f"header {name}", value)
 

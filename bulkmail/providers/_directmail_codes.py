@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 
 from bulkmail.providers.base import Verdict
+from bulkmail.providers.errors import server_error_verdict
 
 # A signature error echoes the server's string to sign ("POST&%2F&AccessKeyId%3D..."): cut
 # from there even if the wording before it is one scrub() does not know.
@@ -77,7 +78,9 @@ def classify_directmail_error(status: int, code: str | None, message: str | None
         return Verdict.FATAL
     if code in _REJECT_CODES:
         return Verdict.REJECTED
-    if code in _RETRY_CODES or status >= 500:
+    if status >= 500:
+        return server_error_verdict(status)
+    if code in _RETRY_CODES:
         return Verdict.RETRY
     if status == 429:
         return Verdict.THROTTLED

@@ -14,7 +14,14 @@ from typing import TYPE_CHECKING
 
 import httptools
 
-from bulkmail.providers._http_types import Headers, HttpError, Response, ResponseLost, Timeout
+from bulkmail.providers._http_types import (
+    Headers,
+    HttpError,
+    Response,
+    ResponseLost,
+    ResponseTooLarge,
+    Timeout,
+)
 
 if TYPE_CHECKING:
     from bulkmail.providers.http import HttpPool
@@ -33,7 +40,10 @@ class _Conn(asyncio.Protocol):
         "reused",
         "head",
         "headers",
+        "header_bytes",
         "body",
+        "body_bytes",
+        "born",
         "headers_done",
         "keep_alive",
         "idle",
@@ -53,7 +63,10 @@ class _Conn(asyncio.Protocol):
         self.reused = False
         self.head = False
         self.headers: dict[str, str] = {}
+        self.header_bytes = 0
         self.body: list[bytes] = []
+        self.body_bytes = 0
+        self.born = 0.0  # when the pool got it, on the pool's clock
         self.headers_done = False
         self.keep_alive = False
         self.idle = False  # in the pool's idle list (the pool, not a request, owns it)
@@ -69,7 +82,9 @@ class _Conn(asyncio.Protocol):
         self.fut = fut
         self.head = head
         self.headers = {}
+        self.header_bytes = 0
         self.body = []
+        self.body_bytes = 0
         self.headers_done = False
         self.keep_alive = False
         if self.parser is None:
@@ -111,9 +126,12 @@ class _Conn(asyncio.Protocol):
             self.timer.cancel()
             self.timer = None
         body = self.body[0] if len(self.body) == 1 else b"".join(self.body)
+        # The answer owns its dict; the parser may still add to self.headers (for example
+        # after a HEAD answer) and the next exchange starts a new one.
+        headers, self.headers = self.headers, {}
         if fut is not None and not fut.done():
             elapsed = time.perf_counter() - self.written_at
-            fut.set_result(Response(status, Headers(self.headers), body, elapsed))
+            fut.set_result(Response(status, Headers(headers), body, elapsed))
 
     def _on_timeout(self) -> None:
         self.timer = None
@@ -160,6 +178,14 @@ class _Conn(asyncio.Protocol):
     # -- httptools callbacks ------------------------------------------------------------
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        self.header_bytes += len(name) + len(value) + 4
+        if self.header_bytes > self.pool.max_header_bytes:
+            if self.fut is not None:
+                limit = self.pool.max_header_bytes
+                self._fail(
+                    ResponseTooLarge(f"answer headers over {limit} bytes", reused=self.reused)
+                )
+            return
         key = name.decode("latin-1").lower()
         text = value.decode("latin-1")
         headers = self.headers
@@ -181,6 +207,12 @@ class _Conn(asyncio.Protocol):
             self._finish(parser.get_status_code())
 
     def on_body(self, body: bytes) -> None:
+        self.body_bytes += len(body)
+        if self.body_bytes > self.pool.max_body_bytes:
+            if self.fut is not None:
+                limit = self.pool.max_body_bytes
+                self._fail(ResponseTooLarge(f"answer body over {limit} bytes", reused=self.reused))
+            return
         self.body.append(body)
 
     def on_message_complete(self) -> None:
@@ -190,6 +222,7 @@ class _Conn(asyncio.Protocol):
         status: int = parser.get_status_code()
         if status < 200:  # 100 Continue, 103 Early Hints: wait for more
             self.headers = {}
+            self.header_bytes = 0
             self.body = []
             self.headers_done = False
             return

@@ -6,6 +6,7 @@ The tree is drawn, with what each failure means for a retry, in
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
@@ -18,12 +19,26 @@ class ConnectFailed(HttpError, ConnectionError):
     """No connection could carry the request; nothing was written, so it is safe to retry."""
 
 
+class CertificateInvalid(ConnectFailed):
+    """The server's TLS certificate or host name did not verify: nothing was written, and no
+    retry can succeed until the client trusts its CA."""
+
+    def __init__(self, host: str, error: ssl.SSLCertVerificationError) -> None:
+        super().__init__(f"cannot verify the TLS certificate of {host}: {error}")
+        self.host = host
+        self.error = error
+
+
 class ResponseLost(HttpError, ConnectionError):
     """The request was (maybe partly) written but no complete, well-formed answer came."""
 
     def __init__(self, message: str, *, reused: bool = False) -> None:
         super().__init__(message)
         self.reused = reused
+
+
+class ResponseTooLarge(ResponseLost):
+    """The answer's headers or body passed the pool's cap; the connection was dropped."""
 
 
 class Timeout(HttpError, TimeoutError):
@@ -61,6 +76,25 @@ class Headers(Mapping[str, str]):
         return f"Headers({self._items!r})"
 
 
+@dataclass(slots=True, frozen=True, kw_only=True)
+class PoolOptions:
+    """How :class:`~bulkmail.providers.http.HttpPool` keeps its connections.
+
+    >>> PoolOptions(idle_timeout=2.0).max_lifetime
+    60.0
+
+    ``idle_timeout`` stays below common servers' keep-alive timeouts (many close after 5 s;
+    AWS endpoints have been seen closing after ~20 s), so an idle connection is dropped by
+    us before the server's close can race a request. ``max_lifetime`` retires a connection
+    however busy it is, so a DNS change (a moved endpoint, a drained node) is seen.
+    """
+
+    idle_timeout: float = 4.0
+    max_lifetime: float = 60.0
+    max_header_bytes: int = 64 * 1024
+    max_body_bytes: int = 8 * 1024 * 1024
+
+
 @dataclass(slots=True, frozen=True)
 class Response:
     status: int
@@ -71,4 +105,14 @@ class Response:
     service_time: float = 0.0
 
 
-__all__ = ["ConnectFailed", "Headers", "HttpError", "Response", "ResponseLost", "Timeout"]
+__all__ = [
+    "PoolOptions",
+    "ResponseTooLarge",
+    "CertificateInvalid",
+    "ConnectFailed",
+    "Headers",
+    "HttpError",
+    "Response",
+    "ResponseLost",
+    "Timeout",
+]

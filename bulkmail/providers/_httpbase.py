@@ -12,7 +12,7 @@ from types import TracebackType
 from typing import Self
 from urllib.parse import urlsplit
 
-from bulkmail.providers.http import HttpPool
+from bulkmail.providers.http import HttpPool, PoolOptions
 
 
 class _PooledHttpProvider:
@@ -27,9 +27,17 @@ class _PooledHttpProvider:
     _base_path: str
     _max_connections: int
     _timeout: float
+    _pool_options: PoolOptions
     _pool: HttpPool | None
 
-    def _init_endpoint(self, endpoint: str, *, max_connections: int, timeout: float) -> None:
+    def _init_endpoint(
+        self,
+        endpoint: str,
+        *,
+        max_connections: int,
+        timeout: float,
+        pool_options: PoolOptions | None = None,
+    ) -> None:
         """Check ``endpoint`` is an http(s) URL and remember how to open the pool on it."""
         self._endpoint = endpoint.rstrip("/")
         parts = urlsplit(self._endpoint)
@@ -38,13 +46,21 @@ class _PooledHttpProvider:
         self._base_path = parts.path
         self._max_connections = max_connections
         self._timeout = timeout
+        self._pool_options = pool_options or PoolOptions()
         self._pool = None
 
     async def __aenter__(self) -> Self:
         # Our own keep-alive pool: aiohttp's ClientSession measured ~105-130 µs of CPU per
         # request here, the pool ~25 µs (benchmarks/README.md).
+        o = self._pool_options
         self._pool = HttpPool(
-            self._endpoint, max_connections=self._max_connections, timeout=self._timeout
+            self._endpoint,
+            max_connections=self._max_connections,
+            timeout=self._timeout,
+            idle_timeout=o.idle_timeout,
+            max_lifetime=o.max_lifetime,
+            max_header_bytes=o.max_header_bytes,
+            max_body_bytes=o.max_body_bytes,
         )
         return self
 

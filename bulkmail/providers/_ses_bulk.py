@@ -10,7 +10,7 @@ path gives the matching error code (:func:`bulkmail.providers.ses.classify_ses_e
 campaign behaves the same whichever way it is sent:
 
 =================================== ===========================================================
-``SUCCESS``                          sent, with its ``MessageId``
+``SUCCESS``                          sent, with its ``MessageId`` (without one: still sent)
 ``ACCOUNT_THROTTLED``                throttled: back off, slow down, retry this recipient
 ``TRANSIENT_FAILURE``, ``FAILED``    retry (SES says this entry was not accepted)
 ``MESSAGE_REJECTED``,                rejected: this recipient fails, the campaign goes on
@@ -124,12 +124,13 @@ def _entry(result: Any, service_time: float) -> Outcome:
     status = str(result.get("Status") or "")
     verdict = _VERDICTS.get(status, Verdict.REJECTED)
     if verdict is Verdict.SENT:
+        # As for SendEmail: SES said it took the message; a missing id does not undo that.
         message_id = result.get("MessageId")
-        if not message_id:
-            return Outcome(
-                Verdict.AMBIGUOUS, error_code="BadResponse", error="SUCCESS without a MessageId"
-            )
-        return Outcome(Verdict.SENT, message_id=str(message_id), service_time=service_time)
+        return Outcome(
+            Verdict.SENT,
+            message_id=str(message_id) if message_id else None,
+            service_time=service_time,
+        )
     error = result.get("Error")
     return Outcome(
         verdict,

@@ -34,7 +34,7 @@ from __future__ import annotations
 import re
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from email.utils import getaddresses, parseaddr
 from typing import Any
 
@@ -46,10 +46,12 @@ from bulkmail.providers._directmail_codes import (
     error_fields,
     json_object,
 )
+from bulkmail.providers._headers import FORM_CONTENT_TYPE, retry_after
 from bulkmail.providers._httpbase import _PooledHttpProvider
 from bulkmail.providers.base import Outcome, Quota, Verdict
 from bulkmail.providers.config import ProviderSetup
 from bulkmail.providers.errors import scrub, transport_outcome
+from bulkmail.providers.http import PoolOptions
 from bulkmail.signing.aliyun import (
     AlibabaCredentials,
     percent_encode,
@@ -71,7 +73,6 @@ MAX_SUBJECT_CHARS = 100
 MAX_HEADERS = 10
 _STANDARD_HEADERS = frozenset({"message-id", "list-unsubscribe", "list-unsubscribe-post"})
 _TAG_NAME = re.compile(r"[A-Za-z0-9_-]{1,128}")
-_FORM = "application/x-www-form-urlencoded; charset=utf-8"
 
 
 def endpoint_for(region: str) -> str:
@@ -120,6 +121,7 @@ class DirectMailProvider(_PooledHttpProvider):
         version: str = "2015-11-23",
         max_connections: int = 256,
         timeout: float = 30.0,
+        pool_options: PoolOptions | None = None,
         clock: Callable[[], float] = time.time,
         nonce: Callable[[], str] = lambda: uuid.uuid4().hex,
         address_type: int = 1,
@@ -130,7 +132,9 @@ class DirectMailProvider(_PooledHttpProvider):
         if version not in VERSIONS:
             raise ValueError(f"DirectMail version must be one of {', '.join(VERSIONS)}")
         base = endpoint if endpoint is not None else endpoint_for(region)
-        self._init_endpoint(base, max_connections=max_connections, timeout=timeout)
+        self._init_endpoint(
+            base, max_connections=max_connections, timeout=timeout, pool_options=pool_options
+        )
         if address_type not in (0, 1):
             raise ValueError("address_type must be 0 (random account) or 1 (sender address)")
         if click_trace is not None and click_trace not in ("0", "1"):
@@ -263,7 +267,9 @@ class DirectMailProvider(_PooledHttpProvider):
             nonce=self._nonce(),
             timestamp=rpc_timestamp(self._clock()),
         )
-        response = await self._pool.request("POST", "/", [("Content-Type", _FORM)], _form(signed))
+        response = await self._pool.request(
+            "POST", "/", [("Content-Type", FORM_CONTENT_TYPE)], _form(signed)
+        )
         return response.status, response.headers, response.body
 
     async def send(self, message: Message) -> Outcome:
@@ -320,11 +326,8 @@ class DirectMailProvider(_PooledHttpProvider):
         doc = json_object(data)
         if status == 200:
             env_id = doc.get("EnvId") if doc is not None else None
-            if env_id:
-                return Outcome(Verdict.SENT, message_id=str(env_id))
-            return Outcome(
-                Verdict.AMBIGUOUS, error_code="BadResponse", error="200 without an EnvId"
-            )
+            # A 200 is DirectMail taking the message; an unreadable body does not undo that.
+            return Outcome(Verdict.SENT, message_id=str(env_id) if env_id else None)
         return self._error_outcome(status, headers, data, doc)
 
     def _error_outcome(
@@ -338,22 +341,51 @@ class DirectMailProvider(_PooledHttpProvider):
         error = scrub(text, self._secrets) or f"HTTP {status}"
         if request_id:
             error = f"{error} (RequestId {request_id})"
-        retry_after: float | None = None
-        if "Retry-After" in headers:
-            try:
-                retry_after = float(headers["Retry-After"])
-            except ValueError:
-                retry_after = None
         return Outcome(
             classify_directmail_error(status, code, text),
             error_code=code or f"HTTP{status}",
             error=error,
-            retry_after=retry_after,
+            retry_after=retry_after(headers),
         )
 
     async def get_quota(self) -> Quota | None:
         """``None``: DirectMail publishes no sending rate to pace by (see the class notes)."""
         return None
+
+
+def campaign_problems(
+    *, sender: str, subject: str | None, header_names: Sequence[str]
+) -> list[tuple[str, str]]:
+    """What DirectMail would refuse in *every* message of a campaign: ``(field, problem)``
+    with field ``from``, ``subject`` or ``headers``. A templated subject (``{{ ... }}``) is
+    checked per message instead. Lets a campaign refuse to start rather than fail everyone.
+
+    >>> campaign_problems(sender="Our Very Long Newsletter <n@example.com>", subject="Hi",
+    ...                   header_names=["X-User-Id"])[0][1]
+    "FromAlias 'Our Very Long Newsletter' is 24 characters; DirectMail allows at most 15"
+    """
+    problems: list[tuple[str, str]] = []
+    alias = parseaddr(sender)[0]
+    if len(alias) > MAX_FROM_ALIAS_CHARS:
+        problems.append(
+            (
+                "from",
+                f"FromAlias {alias!r} is {len(alias)} characters; "
+                f"DirectMail allows at most {MAX_FROM_ALIAS_CHARS}",
+            )
+        )
+    fixed = subject is not None and not any(mark in subject for mark in ("{{", "{%", "{#"))
+    if fixed and subject is not None and len(subject) > MAX_SUBJECT_CHARS:
+        problems.append(
+            (
+                "subject",
+                f"is {len(subject)} characters; DirectMail allows at most {MAX_SUBJECT_CHARS}",
+            )
+        )
+    header_problem = _check_headers(tuple((name, "") for name in header_names))
+    if header_problem is not None:
+        problems.append(("headers", header_problem))
+    return problems
 
 
 def _check_headers(headers: tuple[tuple[str, str], ...]) -> str | None:
@@ -395,6 +427,7 @@ def from_config(
 __all__ = [
     "REGION_ENDPOINTS",
     "DirectMailProvider",
+    "campaign_problems",
     "classify_directmail_error",
     "endpoint_for",
     "from_config",

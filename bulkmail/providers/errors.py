@@ -9,10 +9,11 @@ session token), and DirectMail's echoes its string to sign.
 from __future__ import annotations
 
 import re
+import ssl
 from collections.abc import Iterable
 
 from bulkmail.providers.base import Outcome, Verdict
-from bulkmail.providers.http import ConnectFailed, ResponseLost
+from bulkmail.providers.http import CertificateInvalid, ConnectFailed, ResponseLost
 
 _MAX_ERROR_CHARS = 300
 # Everything from these phrases on is the server echoing our request back: drop it.
@@ -47,6 +48,50 @@ def scrub(text: str | None, secrets: Iterable[str | None] = ()) -> str | None:
     return text
 
 
+#: Server errors that do not prove the request was refused: a 500 may come after the message
+#: was queued, and 502/504 come from a proxy that may have handed the request on. A retry
+#: after one of these is flagged ``possible_duplicate``. A 503 (and any other 5xx) says the
+#: service did not take the request: safe to retry.
+UNPROVEN_STATUSES = frozenset({500, 502, 504})
+
+#: Outcome codes of attempts that certainly never reached the provider (nothing was written):
+#: these feed the circuit breaker, and a recipient is not charged for them while it is open.
+UNREACHABLE_CODES = frozenset({"ConnectError"})
+
+#: Fatal outcomes of attempts that never carried the request (the TLS handshake refused the
+#: server's certificate): the recipient is not charged an attempt.
+UNWRITTEN_FATAL_CODES = frozenset({"CertificateVerifyFailed"})
+
+_TRUST_HINT = (
+    "if it uses a private CA, set SSL_CERT_FILE to that CA's certificate bundle (PEM) and run again"
+)
+
+
+def certificate_outcome(host: str, exc: ssl.SSLCertVerificationError) -> Outcome:
+    """The campaign-wide stop for a certificate or host name that does not verify.
+
+    >>> err = ssl.SSLCertVerificationError(1, "x")
+    >>> err.verify_message = "self-signed certificate"
+    >>> certificate_outcome("mail.internal:443", err).error[:40]
+    'cannot verify the TLS certificate of mai'
+    """
+    reason = getattr(exc, "verify_message", None) or getattr(exc, "reason", None) or str(exc)
+    return Outcome(
+        Verdict.FATAL,
+        error_code="CertificateVerifyFailed",
+        error=f"cannot verify the TLS certificate of {host} ({reason}); {_TRUST_HINT}",
+    )
+
+
+def server_error_verdict(status: int) -> Verdict:
+    """The verdict for a 5xx answer that no more specific code classified.
+
+    >>> server_error_verdict(503), server_error_verdict(502)
+    (<Verdict.RETRY: 'retry'>, <Verdict.AMBIGUOUS: 'ambiguous'>)
+    """
+    return Verdict.AMBIGUOUS if status in UNPROVEN_STATUSES else Verdict.RETRY
+
+
 def transport_outcome(exc: BaseException) -> Outcome:
     """Classify an exception raised while one request was under way.
 
@@ -55,6 +100,8 @@ def transport_outcome(exc: BaseException) -> Outcome:
     provider may have accepted the message.
     """
     name = type(exc).__name__
+    if isinstance(exc, CertificateInvalid):
+        return certificate_outcome(exc.host, exc.error)
     if isinstance(exc, ConnectFailed):
         return Outcome(Verdict.RETRY, error_code="ConnectError", error=f"cannot connect: {exc}")
     if isinstance(exc, ResponseLost):
@@ -66,4 +113,12 @@ def transport_outcome(exc: BaseException) -> Outcome:
     raise exc
 
 
-__all__ = ["scrub", "transport_outcome"]
+__all__ = [
+    "UNPROVEN_STATUSES",
+    "UNREACHABLE_CODES",
+    "UNWRITTEN_FATAL_CODES",
+    "certificate_outcome",
+    "scrub",
+    "server_error_verdict",
+    "transport_outcome",
+]

@@ -9,11 +9,14 @@ The exception tree, and what each failure maps to::
 
     HttpError
     ├── ConnectFailed(ConnectionError)   nothing was written: safe to retry
-    │     refused, DNS, TLS handshake/verification, connect timed out, or a fresh
-    │     connection found closed before the request was written
+    │   │ refused, DNS, TLS handshake, connect timed out, or a fresh
+    │   │ connection found closed before the request was written
+    │   └── CertificateInvalid           the certificate or host name did not verify:
+    │         nothing was written, and no retry can succeed (a campaign-wide stop)
     ├── ResponseLost(ConnectionError)    the request was (maybe partly) written and no complete
     │     answer came: reset, EOF, malformed or unsupported answer (incl. 101). ``reused``
     │     says whether it went out on a kept-alive connection
+    │   └── ResponseTooLarge             the answer's headers or body passed the cap
     └── Timeout(TimeoutError)            written, no complete answer before the deadline
 
 The keep-alive race: a server may close an idle connection just as we reuse it. An idle
@@ -21,7 +24,9 @@ connection that the loop has already seen closed is never reused, and one found 
 *before* the write is silently swapped for another (provably nothing was sent). Once
 ``transport.write`` has been called we cannot prove the server did not read the request, so
 any failure after that, on a reused connection too, is :class:`ResponseLost` (ambiguous).
-Keep ``idle_timeout`` below the server's keep-alive timeout to make the race rare.
+Keep ``idle_timeout`` below the server's keep-alive timeout to make the race rare: the
+default, 4 s, is under the 5 s many servers use. ``max_lifetime`` (60 s) retires even a busy
+connection, so a DNS change is seen within a minute. See :class:`PoolOptions`.
 
 The ``timeout`` clock starts once a connection slot is held; it covers connect, write and
 the full answer. Waiting for a slot is not timed: each holder is bounded by its own timeout.
@@ -32,19 +37,24 @@ from __future__ import annotations
 import asyncio
 import collections
 import ssl
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import TracebackType
 from urllib.parse import urlsplit
 
 from bulkmail.providers._http_conn import _Conn
 from bulkmail.providers._http_types import (
+    CertificateInvalid,
     ConnectFailed,
     Headers,
     HttpError,
+    PoolOptions,
     Response,
     ResponseLost,
+    ResponseTooLarge,
     Timeout,
 )
+
+_DEFAULTS = PoolOptions()
 
 _FORBIDDEN = frozenset({"host", "content-length", "transfer-encoding", "connection"})
 
@@ -61,8 +71,11 @@ class HttpPool:
 
     ``Host`` (:attr:`host_header`, the value to sign) and ``Content-Length`` are added; do not
     pass them. Paths are relative to the URL's path. Idle connections are reused newest
-    first; those idle longer than ``idle_timeout`` are closed. Requests beyond
-    ``max_connections`` wait in FIFO order.
+    first; those idle longer than ``idle_timeout``, or open longer than ``max_lifetime``, are
+    closed. Requests beyond ``max_connections`` wait in FIFO order. An answer whose headers
+    pass ``max_header_bytes`` or whose body passes ``max_body_bytes`` raises
+    :class:`ResponseTooLarge` and its connection is dropped. ``clock`` (default: the loop's)
+    is what idle and lifetime are measured on.
     """
 
     def __init__(
@@ -72,15 +85,21 @@ class HttpPool:
         max_connections: int = 256,
         timeout: float = 30.0,
         ssl_context: ssl.SSLContext | None = None,
-        idle_timeout: float = 30.0,
+        idle_timeout: float = _DEFAULTS.idle_timeout,
+        max_lifetime: float = _DEFAULTS.max_lifetime,
+        max_header_bytes: int = _DEFAULTS.max_header_bytes,
+        max_body_bytes: int = _DEFAULTS.max_body_bytes,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"url must be http(s)://host[:port][/base], got {url!r}")
         if parts.query or parts.fragment or parts.username is not None:
             raise ValueError(f"url must not carry a query, fragment or user: {url!r}")
-        if max_connections < 1 or timeout <= 0 or idle_timeout <= 0:
-            raise ValueError("max_connections, timeout and idle_timeout must be positive")
+        if min(max_connections, timeout, idle_timeout, max_lifetime) <= 0:
+            raise ValueError("max_connections, timeout, idle_timeout, max_lifetime: must be > 0")
+        if min(max_header_bytes, max_body_bytes) < 1024:
+            raise ValueError("max_header_bytes and max_body_bytes must be at least 1024")
         self._host = parts.hostname
         self._port = parts.port or (443 if parts.scheme == "https" else 80)
         self.host_header: str = parts.netloc
@@ -91,6 +110,10 @@ class HttpPool:
         self._max = max_connections
         self._timeout = timeout
         self._idle_timeout = idle_timeout
+        self._max_lifetime = max_lifetime
+        self.max_header_bytes = max_header_bytes
+        self.max_body_bytes = max_body_bytes
+        self._clock = clock
         self._idle: list[_Conn] = []  # oldest first; reuse pops the newest
         self._conns: set[_Conn] = set()
         self._count = 0  # slots held: open or opening connections
@@ -131,7 +154,7 @@ class HttpPool:
             conn.abort()
             self._drop_slot()
             raise
-        if conn.keep_alive and not conn.closed and not self._closed:
+        if conn.keep_alive and not conn.closed and not self._closed and not self._retired(conn):
             self._release(conn, loop)
         else:
             conn.close()
@@ -176,12 +199,24 @@ class HttpPool:
             (method.encode("ascii"), self._prefix, path.encode("ascii"), head.encode(), body)
         )
 
+    def _now(self) -> float:
+        return self._clock() if self._clock is not None else asyncio.get_running_loop().time()
+
+    def _retired(self, conn: _Conn) -> bool:
+        """Open longer than ``max_lifetime``: closed instead of kept (DNS changes are seen)."""
+        return self._now() - conn.born >= self._max_lifetime
+
     def _pop_idle(self, loop: asyncio.AbstractEventLoop) -> _Conn | None:
         idle = self._idle
+        now = self._now()
         while idle:
             conn = idle.pop()
             conn.idle = False
-            if conn.usable() and loop.time() - conn.idle_since < self._idle_timeout:
+            if (
+                conn.usable()
+                and now - conn.idle_since < self._idle_timeout
+                and now - conn.born < self._max_lifetime
+            ):
                 conn.reused = True
                 return conn
             conn.close()
@@ -229,6 +264,8 @@ class HttpPool:
                     )
         except BaseException as exc:
             self._drop_slot()
+            if isinstance(exc, ssl.SSLCertVerificationError):
+                raise CertificateInvalid(self.host_header, exc) from exc
             if isinstance(exc, TimeoutError):
                 raise ConnectFailed(f"connect to {self.host_header} timed out") from exc
             if isinstance(exc, OSError):  # refused, DNS, TLS (ssl.SSLError is an OSError)
@@ -238,6 +275,7 @@ class HttpPool:
             conn.abort()
             self._drop_slot()
             raise ConnectFailed(f"{self.host_header} closed the connection at once")
+        conn.born = self._now()
         self._conns.add(conn)
         conn.lost.add_done_callback(lambda _: self._conns.discard(conn))
         return conn
@@ -250,10 +288,10 @@ class HttpPool:
                 waiter.set_result(conn)
                 return
         conn.idle = True
-        conn.idle_since = loop.time()
+        conn.idle_since = self._now()
         self._idle.append(conn)
         if self._sweeper is None:
-            self._sweeper = loop.call_at(conn.idle_since + self._idle_timeout, self._sweep)
+            self._sweeper = loop.call_later(self._idle_timeout, self._sweep)
 
     def _drop_slot(self) -> None:
         waiters = self._waiters
@@ -279,22 +317,26 @@ class HttpPool:
         if not idle:
             return
         loop = idle[0].loop
-        expiry = loop.time() - self._idle_timeout
+        expiry = self._now() - self._idle_timeout
         while idle and idle[0].idle_since <= expiry:
             conn = idle.pop(0)
             conn.idle = False
             conn.close()
             self._drop_slot()
         if idle:
-            self._sweeper = loop.call_at(idle[0].idle_since + self._idle_timeout, self._sweep)
+            wait = max(0.01, idle[0].idle_since + self._idle_timeout - self._now())
+            self._sweeper = loop.call_later(wait, self._sweep)
 
 
 __all__ = [
+    "CertificateInvalid",
     "ConnectFailed",
     "Headers",
     "HttpError",
     "HttpPool",
+    "PoolOptions",
     "Response",
     "ResponseLost",
+    "ResponseTooLarge",
     "Timeout",
 ]

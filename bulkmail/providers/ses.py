@@ -17,21 +17,23 @@ from xml.etree import ElementTree
 
 import orjson
 
+from bulkmail.credentials._source import AwsCredentialSource
 from bulkmail.mail.message import Message
 from bulkmail.mail.mime import to_mime
+from bulkmail.providers._headers import FORM_CONTENT_TYPE, retry_after
 from bulkmail.providers._http_types import Response
 from bulkmail.providers._httpbase import _PooledHttpProvider
 from bulkmail.providers._ses_bulk import BulkKey, bulk_body, bulk_key, bulk_outcomes
 from bulkmail.providers.base import Outcome, Quota, Verdict
 from bulkmail.providers.config import ProviderSetup
-from bulkmail.providers.errors import scrub, transport_outcome
+from bulkmail.providers.errors import scrub, server_error_verdict, transport_outcome
+from bulkmail.providers.http import PoolOptions
 from bulkmail.signing import AwsCredentials, SigV4Signer
 
 _V2_SEND_PATH = "/v2/email/outbound-emails"
 _V2_ACCOUNT_PATH = "/v2/email/account"
 _V2_BULK_PATH = "/v2/email/outbound-bulk-emails"
 _JSON = "application/json"
-_FORM = "application/x-www-form-urlencoded; charset=utf-8"
 
 _THROTTLE_CODES = frozenset(
     {"Throttling", "ThrottlingException", "TooManyRequestsException", "MaxSendingRateExceeded"}
@@ -101,7 +103,9 @@ def classify_ses_error(status: int, code: str | None, message: str | None, sende
         if address in text or f": {domain}" in text or f" {domain}," in text:
             return Verdict.FATAL
         return Verdict.REJECTED
-    if code in _RETRY_CODES or status >= 500:
+    if status >= 500:
+        return server_error_verdict(status)
+    if code in _RETRY_CODES:
         return Verdict.RETRY
     if status in (401, 403):
         return Verdict.FATAL
@@ -214,30 +218,40 @@ class SesProvider(_PooledHttpProvider):
     def __init__(
         self,
         *,
-        credentials: AwsCredentials,
+        credentials: AwsCredentials | AwsCredentialSource,
         region: str = "us-east-1",
         endpoint: str | None = None,
         api: Literal["v2", "v1"] = "v2",
         max_connections: int = 256,
         timeout: float = 30.0,
+        pool_options: PoolOptions | None = None,
         clock: Callable[[], float] = time.time,
         v2_extra: Mapping[str, Any] | None = None,
         v1_extra: Mapping[str, str] | None = None,
     ) -> None:
         if api not in ("v2", "v1"):
             raise ValueError("api must be 'v2' or 'v1'")
-        self._credentials = credentials
-        self._signer = SigV4Signer(credentials, region=region, service="ses")
+        # A source (temporary credentials, refreshed in the background) is read once per
+        # request with its cheap current(); plain keys are a source that never changes.
+        if isinstance(credentials, AwsCredentialSource):
+            self._source = credentials
+        else:
+            self._source = AwsCredentialSource.static(credentials)
+        self._signer = SigV4Signer(self._source.current(), region=region, service="ses")
         self._init_endpoint(
             endpoint or f"https://email.{region}.amazonaws.com",
             max_connections=max_connections,
             timeout=timeout,
+            pool_options=pool_options,
         )
         self.api = api
         self._clock = clock
         self._v2_extra = dict(v2_extra or {})
         self._v1_extra = dict(v1_extra or {})
-        self._secrets = (credentials.secret_access_key, credentials.session_token)
+
+    def _secrets(self) -> tuple[str, str | None]:
+        creds = self._source.current()
+        return creds.secret_access_key, creds.session_token
 
     async def _request(
         self, method: str, path: str, body: bytes, content_type: str | None
@@ -247,7 +261,14 @@ class SesProvider(_PooledHttpProvider):
             raise RuntimeError("use 'async with SesProvider(...)' before sending")
         headers = {"Content-Type": content_type} if content_type else {}
         signed = self._signer.sign(
-            method, pool.host_header, self._base_path + path, "", headers, body, self._clock()
+            method,
+            pool.host_header,
+            self._base_path + path,
+            "",
+            headers,
+            body,
+            self._clock(),
+            self._source.current(),
         )
         return await pool.request(method, path, [*headers.items(), *signed.items()], body)
 
@@ -264,19 +285,17 @@ class SesProvider(_PooledHttpProvider):
                 except ValueError as exc:  # e.g. an address MIME cannot carry
                     return Outcome(Verdict.REJECTED, error_code="BadMessage", error=str(exc))
             body = urlencode(_v1_params(message, self._v1_extra)).encode("ascii")
-            path, content_type = "/", _FORM
+            path, content_type = "/", FORM_CONTENT_TYPE
         try:
             response = await self._request("POST", path, body, content_type)
         except Exception as exc:  # noqa: BLE001 - mapped at the one boundary
             return transport_outcome(exc)
         if response.status == 200:
             message_id = self._message_id(response.body)
-            if message_id:
-                return Outcome(
-                    Verdict.SENT, message_id=message_id, service_time=response.service_time
-                )
+            # A 200 is SES saying it took the message; an answer we cannot read does not undo
+            # that (a retry would send it twice): sent, without an id.
             return Outcome(
-                Verdict.AMBIGUOUS, error_code="BadResponse", error="200 without a MessageId"
+                Verdict.SENT, message_id=message_id or None, service_time=response.service_time
             )
         return self._error_outcome(response.status, response.headers, response.body, message.sender)
 
@@ -314,17 +333,11 @@ class SesProvider(_PooledHttpProvider):
     ) -> Outcome:
         code, text = self._parse_error(headers, data)
         verdict = classify_ses_error(status, code, text, sender)
-        retry_after: float | None = None
-        if "Retry-After" in headers:
-            try:
-                retry_after = float(headers["Retry-After"])
-            except ValueError:
-                retry_after = None
         return Outcome(
             verdict,
             error_code=code or f"HTTP{status}",
-            error=scrub(text, self._secrets) or f"HTTP {status}",
-            retry_after=retry_after,
+            error=scrub(text, self._secrets()) or f"HTTP {status}",
+            retry_after=retry_after(headers),
         )
 
     def _parse_error(
@@ -365,7 +378,7 @@ class SesProvider(_PooledHttpProvider):
                 response = await self._request("GET", _V2_ACCOUNT_PATH, b"", None)
             else:
                 body = urlencode({"Action": "GetSendQuota", "Version": "2010-12-01"}).encode()
-                response = await self._request("POST", "/", body, _FORM)
+                response = await self._request("POST", "/", body, FORM_CONTENT_TYPE)
             status, headers, data = response.status, response.headers, response.body
         except Exception as exc:  # noqa: BLE001 - mapped at the one boundary
             outcome = transport_outcome(exc)
@@ -393,9 +406,10 @@ class SesProvider(_PooledHttpProvider):
 def from_config(setup: ProviderSetup, *, credentials: AwsCredentials | None = None) -> SesProvider:
     """Build the SES provider from its config block (see :mod:`bulkmail.providers.registry`).
 
-    Credentials come from the standard places unless given (the sandbox's test keys).
+    Credentials come from the standard places unless given (the sandbox's test keys),
+    resolved once here and refreshed in the background (:mod:`bulkmail.credentials`).
     """
-    from bulkmail.credentials import aws_from_env
+    from bulkmail.credentials import aws_credential_source
 
     config, identity = setup.config, setup.identity
     v2_extra = {
@@ -410,7 +424,7 @@ def from_config(setup: ProviderSetup, *, credentials: AwsCredentials | None = No
         "ReturnPath": identity.return_path,
     }
     return SesProvider(
-        credentials=credentials or aws_from_env(setup.environ),
+        credentials=credentials or aws_credential_source(setup.environ),
         region=config.region or "us-east-1",
         endpoint=setup.url,
         api="v1" if config.api == "v1" else "v2",

@@ -47,7 +47,7 @@ from bulkmail.providers._smtp_replies import (
 )
 from bulkmail.providers.base import Outcome, Quota, Verdict
 from bulkmail.providers.config import ProviderSetup
-from bulkmail.providers.errors import scrub
+from bulkmail.providers.errors import certificate_outcome, scrub
 
 
 def _ssl_error(exc: BaseException) -> ssl.SSLError | None:
@@ -273,6 +273,8 @@ class SmtpProvider:
     def _connect_outcome(self, exc: Exception, stage: Stage) -> Outcome:
         where = f"{self.host}:{self.port}"
         tls_error = _ssl_error(exc)
+        if isinstance(tls_error, ssl.SSLCertVerificationError):
+            return certificate_outcome(where, tls_error)
         if tls_error is not None:
             return Outcome(
                 Verdict.FATAL,
@@ -400,7 +402,7 @@ def from_config(setup: ProviderSetup, *, credentials: object = None) -> SmtpProv
     """
     import os
 
-    from bulkmail.credentials import aws_from_env
+    from bulkmail.credentials import aws_credential_source
     from bulkmail.errors import ConfigError, CredentialsError
 
     config = setup.config
@@ -422,13 +424,13 @@ def from_config(setup: ProviderSetup, *, credentials: object = None) -> SmtpProv
         )
     elif config.host.lower().startswith("email-smtp."):
         # SES SMTP with only an access key pair: derive the SMTP password ourselves.
-        creds = aws_from_env(setup.environ)
+        creds = aws_credential_source(setup.environ).current()
         if creds.session_token:
             # The SMTP password carries no session token, so SES refuses one derived from
             # temporary (STS, SSO, instance role) keys; it needs an IAM user's own key.
             raise CredentialsError(
                 "SES SMTP needs an IAM user's long-term access key, not temporary credentials "
-                "(AWS_SESSION_TOKEN is set); or set provider.username and "
+                "(these came with a session token); or set provider.username and "
                 "provider.password_env from 'bulkmail smtp-password'"
             )
         region = config.region or config.host.split(".")[1].lower()

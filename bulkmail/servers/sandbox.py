@@ -60,6 +60,8 @@ from aiohttp import web
 
 from bulkmail.servers import _directmail as dm
 from bulkmail.servers import _ses as ses
+from bulkmail.servers._suppression import PATH as SUPPRESSION_PATH
+from bulkmail.servers._suppression import SuppressionList
 from bulkmail.servers._wire import ApiError, Quota, Reply, SendRequest, build_eml
 from bulkmail.signing.aliyun import AlibabaCredentials
 from bulkmail.signing.sigv4 import AwsCredentials
@@ -196,6 +198,7 @@ class Sandbox:
         self._runner: web.ServerRunner | None = None
         self._url = ""
         self.accepted: list[Accepted] = []
+        self.suppression = SuppressionList()  # SESv2 account suppression list
         self.stats: dict[str, int] = dict.fromkeys(_STATS, 0)
 
     @property
@@ -351,6 +354,8 @@ class Sandbox:
         self._check_aws(request, True, path, query, body)
         if path == ses.V2_ACCOUNT and request.method == "GET":
             return ses.v2_account(self._quota_now(), request_id)
+        if path == SUPPRESSION_PATH:
+            return self.suppression.handle(request.method, query, body, self._clock(), request_id)
         if path == ses.V2_BULK and request.method == "POST":  # SendBulkEmail: entry by entry
             results = []
             for entry in self._parsed(ses.parse_v2_bulk, body):

@@ -1,4 +1,4 @@
-"""Credentials from the standard places only, never from the campaign file.
+"""Credentials read without botocore: the environment and the shared credentials file.
 
 AWS: ``AWS_ACCESS_KEY_ID`` / ``AWS_SECRET_ACCESS_KEY`` / ``AWS_SESSION_TOKEN``, else the
 profile named by ``AWS_PROFILE`` (default ``default``) in ``~/.aws/credentials`` (or
