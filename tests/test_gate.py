@@ -149,3 +149,24 @@ def test_when_the_pacer_limits_there_are_slots_for_its_catch_up() -> None:
         clock.now += 1 / 4900
         gate.observe(0.004, 0.0005)
     assert gate.limit == math.ceil(2 * gate.throughput * 0.0005) + 100
+
+
+def test_slow_answers_of_the_service_get_slots_though_the_percentile_ignores_them() -> None:
+    # 1,000 answers/s, 3 ms each, but 1 in 20 takes 2 s (the sandbox's "slow" fault): those
+    # hold 0.05 × 1000 × 2 = 100 slots on their own, which the 10th percentile never sees.
+    clock = Clock()
+    gate = Gate(lambda: 1e6, floor=32, cap=512, clock=clock)
+    for i in range(5000):
+        clock.now += 0.001
+        gate.observe(2.0 if i % 20 == 0 else 0.003, 2.0 if i % 20 == 0 else 0.003)
+    assert gate.service_time == pytest.approx(0.003)
+    assert 32 + 90 <= gate.limit <= 32 + 110
+
+
+def test_our_own_loop_lag_is_not_a_slow_answer() -> None:
+    clock = Clock()
+    gate = Gate(lambda: 1e6, floor=32, cap=512, clock=clock)
+    for i in range(5000):
+        clock.now += 0.001
+        gate.observe(0.02, 0.0004 if i % 3 else 0.02)  # a third come 20 ms late: loop lag
+    assert gate.limit == 32

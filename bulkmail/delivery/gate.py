@@ -3,7 +3,7 @@
 Little's law says a service answering in ``S`` seconds needs ``X·S`` requests in flight to
 carry ``X`` per second. The gate sizes itself from two measurements and a bound::
 
-    limit = min(cap, max(floor, ceil(2 · min(rate, X) · S_low)) [+ ceil(0.02 · rate)])
+    limit = min(cap, max(floor, ceil(2 · min(rate, X) · S_low)) + slow [+ ceil(0.02 · rate)])
 
 - ``S_low``: a low percentile (the 10th) of the *service's* own time — from the request
   written to the answer read, as the HTTP layer reports it in ``Outcome.service_time`` —
@@ -16,6 +16,11 @@ carry ``X`` per second. The gate sizes itself from two measurements and a bound:
   window, so against a slow service (80 ms a call) it grows in a handful of windows; once
   requests queue inside bulkmail (time per request ≥ 2 ``S_low``) it stops growing, because
   ``X = in flight / time per request`` falls while ``S_low`` does not rise.
+
+A low percentile ignores the service's slow answers, and those hold slots too: an answer over
+10 × ``S_low`` and over ``S_low`` + 50 ms (longer than our own loop lag gets) counts as
+slow, and the slots they hold — Little's law on them alone: seconds of slow answers per
+second — are added. 5 % of answers taking 2 s at 1,000/s hold 100 slots.
 
 When the pacer is what limits (``X`` ≥ 80 % of its rate), 2 % of a second's quota is added:
 the limiter lets that many go at once to catch up after a stall (its burst tolerance τ at the
@@ -55,6 +60,8 @@ _HEADROOM = 2.0  # in flight may carry up to this many times the service's own t
 _WINDOW = 0.1  # seconds over which throughput is counted, at least ...
 _ROUND_TRIPS = 3  # ... this many low service times
 _START_LATENCY = 0.05  # what S is assumed to be before any answer
+_SLOW_FACTOR = 10  # an answer over 10 × S_low and over S_low + 50 ms is a slow answer ...
+_SLOW_MARGIN = 0.05  # ... of the service (our own loop lag is not that long)
 _PACED = 0.8  # throughput at this share of the pacer's rate or more: the pacer limits
 _CATCH_UP = 0.02  # then add this share of a second's quota (the limiter's burst tolerance)
 
@@ -72,7 +79,8 @@ class Gate:
 
     __slots__ = (
         "_cap", "_clock", "_count", "_done", "_filled", "_floor", "_in_use", "_limit", "_pos",
-        "_rate", "_samples", "_service", "_throughput", "_waiters", "_window_start",
+        "_rate", "_samples", "_service", "_slow", "_slow_sum", "_throughput", "_waiters",
+        "_window_start",
     )  # fmt: skip
 
     def __init__(
@@ -99,6 +107,8 @@ class Gate:
         self._throughput = 0.0  # completions per second, last full window
         self._done = 0  # completions in the current window
         self._window_start: float | None = None
+        self._slow = 0.0  # requests held at the service by slow answers (Little's law on them)
+        self._slow_sum = 0.0  # seconds of slow answers in the current window
         self._limit = self._floor
 
     @property
@@ -123,7 +133,10 @@ class Gate:
     def observe(self, seconds: float, service: float | None = None) -> None:
         """One attempt ended after ``seconds``; the service itself took ``service`` of them
         (``None``: unknown, use ``seconds``)."""
-        self._samples[self._pos] = seconds if service is None else service
+        took = seconds if service is None else service
+        if took > max(_SLOW_FACTOR * self._service, self._service + _SLOW_MARGIN):
+            self._slow_sum += took  # the service was slow, not our loop: it needs its slots
+        self._samples[self._pos] = took
         self._pos = (self._pos + 1) % _SAMPLES
         if self._filled < _SAMPLES:
             self._filled += 1
@@ -143,7 +156,9 @@ class Gate:
             # of them, and fall at most by half a window (a lull in what the intake hands
             # out must not shrink the gate below what the next wave needs).
             self._throughput = max(self._done / elapsed, 0.5 * self._throughput)
+            self._slow = max(self._slow_sum / elapsed, 0.5 * self._slow)
             self._done = 0
+            self._slow_sum = 0.0
             self._window_start = now
         filled = self._filled
         ordered = sorted(self._samples[:filled]) if filled < _SAMPLES else sorted(self._samples)
@@ -151,6 +166,7 @@ class Gate:
         rate = self._rate()
         carried = min(rate, self._throughput)
         needed = max(self._floor, math.ceil(_HEADROOM * carried * self._service))
+        needed += math.ceil(self._slow)
         if carried >= _PACED * rate:
             # The pacer is what limits: after the loop stalls (a compose batch, a late timer)
             # it lets up to ~2 % of a second's quota go at once to catch up; each needs a slot.
