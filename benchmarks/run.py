@@ -4,6 +4,7 @@
     python -m benchmarks.run pacing  [--rates 14,500,5000]  # quota held, ≥ 97 % reached
     python -m benchmarks.run latency [--rate 2000 --latency 0.08]
     python -m benchmarks.run memory  [--n 1000000]
+    python -m benchmarks.run proxy   [--n 2000 --rate 2000 --recipients 5]  # benchmarks/proxy.py
 
 Each client runs in its own process (``benchmarks.clients``) and reports its own wall time,
 CPU and peak RSS; the sink runs in another and reports its CPU, so the table shows that the
@@ -247,7 +248,7 @@ def pacing(args: argparse.Namespace) -> list[dict[str, Any]]:
             for size in sizes:
                 folder = Path(tmp) / str(size)
                 write_campaign(folder, size, rate=rate)
-                result = run_client("bulkmail", folder, url, args.concurrency)
+                result = run_client("bulkmail", folder, url, args.bulkmail_concurrency)
                 result["max_window"] = sink_stats(url)["max_window"]
                 runs[size] = result
         big = runs[n]
@@ -341,7 +342,7 @@ def main(argv: list[str] | None = None) -> None:
         "mode",
         nargs="?",
         default="throughput",
-        choices=["all", "throughput", "pacing", "latency", "memory", "resume"],
+        choices=["all", "throughput", "pacing", "latency", "memory", "resume", "proxy"],
     )
     parser.add_argument("--n", type=int, default=20000)
     parser.add_argument("--repeats", type=int, default=2)
@@ -353,14 +354,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rates", default="14,500,5000")
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--marginal", action="store_true", help="pacing: also run N/5")
-    parser.add_argument("--concurrency", type=int, default=0, help="pacing: 0 = defaults")
+    parser.add_argument(
+        "--bulkmail-concurrency", type=int, default=0, help="pacing: bulkmail's (0: defaults)"
+    )
     parser.add_argument("--rate", type=float, default=2000.0)
     parser.add_argument("--latency", type=float, default=0.08)
+    from benchmarks.proxy import add_arguments, proxy_bench
+
+    add_arguments(parser)
     args = parser.parse_args(argv)
     if args.mode == "all":
         from benchmarks.suite import run_suite
 
         run_suite(args)
+    elif args.mode == "proxy":
+        proxy_bench(args)
     elif args.mode == "throughput":
         table = throughput(args)
         print_table(table, args.n)

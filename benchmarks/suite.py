@@ -107,7 +107,7 @@ def run_suite(args: argparse.Namespace) -> None:
     rows += _latency_rows(latency_n, args.repeats)
     rows.append(_paced_latency_row(max(40, int(args.n * 0.8))))
     pace_args = argparse.Namespace(
-        rates="5000", seconds=max(0.01, args.n * 2.5 / 5000), marginal=True, concurrency=0
+        rates="5000", seconds=max(0.01, args.n * 2.5 / 5000), marginal=True, bulkmail_concurrency=0
     )
     paced = pacing(pace_args)[0]
     rows.append(

@@ -115,3 +115,14 @@ def test_retry_failed_flag_on_the_command_line(
     with pytest.raises(SystemExit) as info:
         main([str(path), "--quiet", "--retry-failed=some"])
     assert info.value.code == 2 and "invalid choice" in capsys.readouterr().err
+
+
+def test_a_bare_retry_failed_before_the_campaign_path_takes_no_value(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    from bulkmail.cli import main
+
+    missing = tmp_path / "camp.yaml"
+    assert main(["--retry-failed", str(missing)]) == 2
+    # The path was read as the campaign (not as the flag's value): the file is named.
+    assert "camp.yaml: campaign file not found" in capsys.readouterr().err

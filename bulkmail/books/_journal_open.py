@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import os
 import sqlite3
 from collections.abc import Callable
@@ -25,32 +24,6 @@ from bulkmail.books._journal_store import (
 from bulkmail.errors import JournalError
 
 # -- the file lock ----------------------------------------------------------------------
-
-
-def lock(lock_path: Path, journal: Path) -> int:
-    """Take an exclusive flock on ``lock_path`` and write our pid into it."""
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
-        os.close(fd)
-        raise JournalError(f"{journal} is in use by another bulkmail run (pid {holder})") from None
-    except BaseException:
-        os.close(fd)
-        raise
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-    return fd
-
-
-def unlock(fd: int) -> None:
-    with contextlib.suppress(OSError):
-        fcntl.flock(fd, fcntl.LOCK_UN)
-    os.close(fd)
-
-
-# -- the reserve: space given back when the disk fills -----------------------------------
 
 
 def make_reserve(path: Path, size: int) -> Path | None:

@@ -58,6 +58,7 @@ import orjson
 
 from bulkmail.books import _journal_open as opening
 from bulkmail.books import _journal_store as store
+from bulkmail.books import lockfile
 from bulkmail.books._journal_store import SUPPRESSED
 from bulkmail.books.base import (
     BENIGN_SKIP_CODES,
@@ -152,11 +153,11 @@ class Journal:
         """
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        lock_fd = opening.lock(Path(f"{path}.lock"), path)
+        lock_fd = lockfile.lock(Path(f"{path}.lock"), path)
         try:
             conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         except sqlite3.Error as exc:
-            opening.unlock(lock_fd)
+            lockfile.unlock(lock_fd)
             raise JournalError(f"{path}: cannot open the journal: {exc}") from exc
         journal = cls(conn, lock_fd, path, clock)
         try:
@@ -186,7 +187,7 @@ class Journal:
         try:
             self._conn.close()
         finally:
-            opening.unlock(self._lock_fd)
+            lockfile.unlock(self._lock_fd)
             self._lock_fd = -1
 
     def __enter__(self) -> Journal:
@@ -300,10 +301,6 @@ class Journal:
     def pending(self, *, after_id: int = 0, limit: int = 1000) -> list[PendingRow]:
         """Pending rows with ``id > after_id`` in id (= line) order, at most ``limit``."""
         return self._select("pending", after_id, limit)
-
-    def uncertain(self, limit: int = 100) -> list[PendingRow]:
-        """Rows possibly sent but not known to be (held by an at-most-once run)."""
-        return self._select("uncertain", 0, limit)
 
     def _select(self, state: str, after_id: int, limit: int) -> list[PendingRow]:
         cursor = self._conn.execute(store.SELECT_STATE, (state, after_id, limit))

@@ -3,6 +3,7 @@
     bulkmail CAMPAIGN.yaml [--rate R|auto] [--endpoint URL|sandbox] [--results P] [--dry-run]
     bulkmail check CAMPAIGN.yaml
     bulkmail sandbox [--port N] [--quota R] [--outbox DIR]
+    bulkmail proxy PROXY.yaml
     bulkmail smtp-password (--region R | --legacy)
     bulkmail events EVENTS.yaml
     bulkmail suppress sync --region R [--file F]
@@ -28,6 +29,7 @@ COMMANDS: dict[str, str] = {
     "send": "bulkmail.cli.send:cmd_send",
     "check": "bulkmail.cli.send:cmd_check",
     "sandbox": "bulkmail.cli.sandbox:cmd_sandbox",
+    "proxy": "bulkmail.cli.proxy:cmd_proxy",
     "smtp-password": "bulkmail.cli.tools:cmd_smtp_password",
     "events": "bulkmail.cli.events:cmd_events",
     "suppress": "bulkmail.cli.events:cmd_suppress",

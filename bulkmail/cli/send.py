@@ -102,6 +102,9 @@ def _resume_command(argv: Sequence[str]) -> str:
 
 
 def cmd_send(argv: Sequence[str], out: TextIO, err: TextIO) -> int:
+    # A bare --retry-failed takes no value: "--retry-failed camp.yaml" must not read the
+    # campaign as the flag's value (only the --retry-failed=all spelling carries one).
+    argv = ["--retry-failed=retryable" if a == "--retry-failed" else a for a in argv]
     args = _send_parser().parse_args(argv)
     from bulkmail import api
 

@@ -349,14 +349,14 @@ async def run_batch_campaign(
                 if verdict is Verdict.THROTTLED:
                     throttled += 1
                     if throttled < policy.max_throttled:
-                        await sleep(_delay(policy, outcome, min(throttled, 6), rng))
+                        await sleep(policy.delay(min(throttled, 6), rng, outcome.retry_after))
                         continue
                 elif (
                     verdict is Verdict.RETRY
                     and outcome.error_code in _SAFE_RETRY_CODES
                     and attempts - throttled < policy.max_attempts
                 ):
-                    await sleep(_delay(policy, outcome, attempts - throttled, rng))
+                    await sleep(policy.delay(attempts - throttled, rng, outcome.retry_after))
                     continue
                 break
             ok = verdict is Verdict.SENT
@@ -387,13 +387,6 @@ async def run_batch_campaign(
                 raise stopping
     summary.duration = time.monotonic() - started
     return summary
-
-
-def _delay(policy: RetryPolicy, outcome: Outcome, attempt: int, rng: random.Random) -> float:
-    delay = policy.delay(attempt, rng)
-    if outcome.retry_after is not None:
-        delay = max(delay, min(outcome.retry_after, policy.cap))
-    return delay
 
 
 def _stopping(verdict: Verdict, outcome: Outcome) -> CampaignStopped | None:

@@ -105,8 +105,13 @@ class RetryPolicy:
     def ceiling(self, attempt: int) -> float:
         return float(min(self.cap, self.base * 2 ** (attempt - 1)))
 
-    def delay(self, attempt: int, rng: random.Random) -> float:
-        return rng.uniform(self.ceiling(attempt) / 2, self.ceiling(attempt))
+    def delay(self, attempt: int, rng: random.Random, retry_after: float | None = None) -> float:
+        """Seconds to wait before retry ``attempt``; at least what the provider asked for
+        (``Retry-After``), never more than :attr:`cap`."""
+        delay = rng.uniform(self.ceiling(attempt) / 2, self.ceiling(attempt))
+        if retry_after is not None:
+            delay = max(delay, min(retry_after, self.cap))
+        return delay
 
 
 class Sender:
@@ -328,15 +333,13 @@ class Sender:
                 self.limiter.throttled()
                 if throttled >= self.retry.max_throttled:
                     return self._final(Status.FAILED, outcome, attempts, possible_duplicate)
-                delay = self.retry.delay(min(throttled, 6), self._rng)
+                delay = self.retry.delay(min(throttled, 6), self._rng, outcome.retry_after)
             else:
                 charged = attempts - throttled - unreached
                 if charged >= self.retry.max_attempts:
                     return self._final(Status.FAILED, outcome, attempts, possible_duplicate)
-                delay = self.retry.delay(charged, self._rng)
+                delay = self.retry.delay(charged, self._rng, outcome.retry_after)
             self.counters["retried"] += 1
-            if outcome.retry_after is not None:
-                delay = max(delay, min(outcome.retry_after, self.retry.cap))
             await self._pause(delay)
 
     async def _pause(self, delay: float) -> None:

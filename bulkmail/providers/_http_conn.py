@@ -37,8 +37,6 @@ class _Conn(asyncio.Protocol):
         "parser",
         "fut",
         "timer",
-        "reused",
-        "head",
         "headers",
         "header_bytes",
         "body",
@@ -60,8 +58,6 @@ class _Conn(asyncio.Protocol):
         self.parser: httptools.HttpResponseParser | None = None
         self.fut: asyncio.Future[Response] | None = None
         self.timer: asyncio.TimerHandle | None = None
-        self.reused = False
-        self.head = False
         self.headers: dict[str, str] = {}
         self.header_bytes = 0
         self.body: list[bytes] = []
@@ -77,10 +73,9 @@ class _Conn(asyncio.Protocol):
 
     # -- driven by HttpPool -------------------------------------------------------------
 
-    def start(self, data: bytes, head: bool, deadline: float) -> asyncio.Future[Response]:
+    def start(self, data: bytes, deadline: float) -> asyncio.Future[Response]:
         fut: asyncio.Future[Response] = self.loop.create_future()
         self.fut = fut
-        self.head = head
         self.headers = {}
         self.header_bytes = 0
         self.body = []
@@ -126,8 +121,7 @@ class _Conn(asyncio.Protocol):
             self.timer.cancel()
             self.timer = None
         body = self.body[0] if len(self.body) == 1 else b"".join(self.body)
-        # The answer owns its dict; the parser may still add to self.headers (for example
-        # after a HEAD answer) and the next exchange starts a new one.
+        # The answer owns its dict; the next exchange starts a new one.
         headers, self.headers = self.headers, {}
         if fut is not None and not fut.done():
             elapsed = time.perf_counter() - self.written_at
@@ -149,7 +143,7 @@ class _Conn(asyncio.Protocol):
         try:
             self.parser.feed_data(data)  # type: ignore[union-attr]
         except Exception as exc:  # noqa: BLE001 - llhttp errors, 101 upgrade, our callbacks
-            self._fail(ResponseLost(f"malformed answer: {exc!r}", reused=self.reused))
+            self._fail(ResponseLost(f"malformed answer: {exc!r}"))
 
     def eof_received(self) -> bool | None:
         self.closed = True  # never reuse; connection_lost (soon) settles any exchange
@@ -163,7 +157,7 @@ class _Conn(asyncio.Protocol):
                 self._finish(self.parser.get_status_code())  # type: ignore[union-attr]
             else:
                 reason = f": {exc!r}" if exc is not None else ""
-                self._fail(ResponseLost(f"connection closed{reason}", reused=self.reused))
+                self._fail(ResponseLost(f"connection closed{reason}"))
         if self.idle:
             self.pool._forget_idle(self)
         if not self.lost.done():
@@ -182,9 +176,7 @@ class _Conn(asyncio.Protocol):
         if self.header_bytes > self.pool.max_header_bytes:
             if self.fut is not None:
                 limit = self.pool.max_header_bytes
-                self._fail(
-                    ResponseTooLarge(f"answer headers over {limit} bytes", reused=self.reused)
-                )
+                self._fail(ResponseTooLarge(f"answer headers over {limit} bytes"))
             return
         key = name.decode("latin-1").lower()
         text = value.decode("latin-1")
@@ -193,25 +185,13 @@ class _Conn(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         self.headers_done = True
-        parser = self.parser
-        if self.head and parser is not None and parser.get_status_code() >= 200:
-            # llhttp cannot be told a HEAD answer has no body (it would wait for one, or
-            # for EOF when no length is given): finish here, decide keep-alive from the
-            # version and Connection header, and give the next exchange a fresh parser.
-            tokens = self.headers.get("connection", "").lower()
-            if parser.get_http_version() == "1.1":
-                self.keep_alive = "close" not in tokens
-            else:
-                self.keep_alive = "keep-alive" in tokens
-            self.parser = None
-            self._finish(parser.get_status_code())
 
     def on_body(self, body: bytes) -> None:
         self.body_bytes += len(body)
         if self.body_bytes > self.pool.max_body_bytes:
             if self.fut is not None:
                 limit = self.pool.max_body_bytes
-                self._fail(ResponseTooLarge(f"answer body over {limit} bytes", reused=self.reused))
+                self._fail(ResponseTooLarge(f"answer body over {limit} bytes"))
             return
         self.body.append(body)
 

@@ -32,10 +32,6 @@ class CertificateInvalid(ConnectFailed):
 class ResponseLost(HttpError, ConnectionError):
     """The request was (maybe partly) written but no complete, well-formed answer came."""
 
-    def __init__(self, message: str, *, reused: bool = False) -> None:
-        super().__init__(message)
-        self.reused = reused
-
 
 class ResponseTooLarge(ResponseLost):
     """The answer's headers or body passed the pool's cap; the connection was dropped."""

@@ -14,8 +14,8 @@ The exception tree, and what each failure maps to::
     │   └── CertificateInvalid           the certificate or host name did not verify:
     │         nothing was written, and no retry can succeed (a campaign-wide stop)
     ├── ResponseLost(ConnectionError)    the request was (maybe partly) written and no complete
-    │     answer came: reset, EOF, malformed or unsupported answer (incl. 101). ``reused``
-    │     says whether it went out on a kept-alive connection
+    │     answer came: reset, EOF, malformed or unsupported answer (incl. 101), on a
+    │     fresh or a kept-alive connection alike
     │   └── ResponseTooLarge             the answer's headers or body passed the cap
     └── Timeout(TimeoutError)            written, no complete answer before the deadline
 
@@ -149,7 +149,7 @@ class HttpPool:
         if conn is None:
             conn = await self._connect(loop, deadline)
         try:
-            response = await conn.start(data, method == "HEAD", deadline)
+            response = await conn.start(data, deadline)
         except BaseException:
             conn.abort()
             self._drop_slot()
@@ -217,7 +217,6 @@ class HttpPool:
                 and now - conn.idle_since < self._idle_timeout
                 and now - conn.born < self._max_lifetime
             ):
-                conn.reused = True
                 return conn
             conn.close()
             self._drop_slot()
@@ -243,8 +242,6 @@ class HttpPool:
         if conn is not None and not conn.usable():
             conn.abort()
             return None  # died while handed over: its slot is ours
-        if conn is not None:
-            conn.reused = True
         return conn
 
     async def _connect(self, loop: asyncio.AbstractEventLoop, deadline: float) -> _Conn:

@@ -32,6 +32,25 @@ V2_ACCOUNT = "/v2/email/account"
 V2_BULK = "/v2/email/outbound-bulk-emails"
 MAX_RECIPIENTS = 50
 MAX_SKEW = 300.0  # seconds between X-Amz-Date and the sandbox clock
+#: Declared bodies above these are refused (413) before being read: SES's message limits
+#: (v2 40 MB, v1 10 MB raw) as base64 in a JSON document / a form, plus room for the rest.
+V2_BODY_LIMIT = 40 * 1024 * 1024 * 4 // 3 + (1 << 20)
+V1_BODY_LIMIT = 10 * 1024 * 1024 * 4 // 3 + (1 << 20)
+
+
+def body_limit(path: str) -> int:
+    """The largest request body SES takes on ``path`` (v2 paths start with ``/v2/``)."""
+    return V2_BODY_LIMIT if path.startswith("/v2/") else V1_BODY_LIMIT
+
+
+def too_large(length: int, limit: int, *, v2: bool) -> ApiError:
+    """The answer to a declared body over ``limit``."""
+    return ApiError(
+        413,
+        "BadRequestException" if v2 else "RequestEntityTooLarge",
+        f"Request body is {length} bytes; the limit is {limit} bytes.",
+    )
+
 
 SIGNATURE_MISMATCH = (
     "The request signature we calculated does not match the signature you provided. "
@@ -72,10 +91,14 @@ def check_sigv4(
     query: str,
     headers: Mapping[str, str],
     body: bytes,
-    credentials: AwsCredentials,
+    credentials: AwsCredentials | Mapping[str, AwsCredentials],
     now: float,
-) -> None:
-    """Raise the real SES error for a request the service would refuse; None if it passes."""
+) -> AwsCredentials:
+    """Raise the real SES error for a request the service would refuse; else the key it used.
+
+    ``credentials`` is the one key the server accepts, or the keys it issued by access key
+    id (the proxy's clients). No error message echoes the client's ``Authorization`` header:
+    it is a credential, and the answer may end up in a log."""
     value = headers.get("Authorization")
     if not value:
         if v2:
@@ -87,13 +110,19 @@ def check_sigv4(
     try:
         auth = parse_authorization(value)
     except ValueError as exc:
-        raise ApiError(400, incomplete, f"{exc}. Authorization={value[:40]}") from None
-    if auth.access_key_id != credentials.access_key_id:
+        raise ApiError(400, incomplete, str(exc)) from None
+    keys = (
+        {credentials.access_key_id: credentials}
+        if isinstance(credentials, AwsCredentials)
+        else credentials
+    )
+    found = keys.get(auth.access_key_id)
+    if found is None:
         raise ApiError(
             403, "UnrecognizedClientException" if v2 else "InvalidClientTokenId", INVALID_TOKEN
         )
     token = headers.get("X-Amz-Security-Token")
-    if token != credentials.session_token:
+    if token != found.session_token:
         raise ApiError(
             403, "UnrecognizedClientException" if v2 else "InvalidClientTokenId", INVALID_TOKEN
         )
@@ -103,8 +132,7 @@ def check_sigv4(
         raise ApiError(
             400,
             incomplete,
-            "Authorization header requires existence of either "
-            "a 'X-Amz-Date' or a 'Date' header. Authorization=" + value[:40],
+            "Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header.",
         )
     if auth.service not in ("ses", "email"):
         raise ApiError(
@@ -130,10 +158,11 @@ def check_sigv4(
         query=query,
         headers=headers,
         body=body,
-        secret_access_key=credentials.secret_access_key,
+        secret_access_key=found.secret_access_key,
         authorization=auth,
     ):
         raise ApiError(403, "SignatureDoesNotMatch", SIGNATURE_MISMATCH)
+    return found
 
 
 def new_message_id(now: float) -> str:
@@ -177,14 +206,20 @@ def _name_values(value: Any, what: str) -> tuple[tuple[str, str], ...]:
         raise _v2_bad(f"{what} must be a list of {{Name, Value}} objects.") from None
 
 
-def parse_v2_send(body: bytes) -> SendRequest:
-    """``SendEmail`` (``POST /v2/email/outbound-emails``) -> the send, or the real error."""
+def json_object(body: bytes) -> dict[str, Any]:
+    """A v2 request body as a JSON object, or SES's ``SerializationException``."""
     try:
         doc = orjson.loads(body)
     except orjson.JSONDecodeError:
         raise ApiError(400, "SerializationException", "Invalid JSON in request body.") from None
     if not isinstance(doc, dict):
         raise ApiError(400, "SerializationException", "Request body must be a JSON object.")
+    return doc
+
+
+def parse_v2_send(body: bytes) -> SendRequest:
+    """``SendEmail`` (``POST /v2/email/outbound-emails``) -> the send, or the real error."""
+    doc = json_object(body)
     destination = doc.get("Destination") or {}
     if not isinstance(destination, dict):
         raise _v2_bad("Destination must be an object.")
@@ -370,7 +405,8 @@ V1_SEND_ACTIONS = frozenset({"SendEmail", "SendRawEmail", "SendTemplatedEmail"})
 V1_ACTIONS = V1_SEND_ACTIONS | {"GetSendQuota"}
 
 
-def _members(params: Mapping[str, str], prefix: str) -> tuple[str, ...]:
+def members(params: Mapping[str, str], prefix: str) -> tuple[str, ...]:
+    """The values of a Query-API list: ``prefix.member.1``, ``prefix.member.2``, ..."""
     found = []
     i = 1
     while (value := params.get(f"{prefix}.member.{i}")) is not None:
@@ -391,10 +427,10 @@ def parse_v1_send(params: Mapping[str, str]) -> SendRequest:
     action = params.get("Action", "")
     send = SendRequest(
         api="sesv1",
-        to=_members(params, "Destination.ToAddresses"),
-        cc=_members(params, "Destination.CcAddresses"),
-        bcc=_members(params, "Destination.BccAddresses"),
-        reply_to=_members(params, "ReplyToAddresses"),
+        to=members(params, "Destination.ToAddresses"),
+        cc=members(params, "Destination.CcAddresses"),
+        bcc=members(params, "Destination.BccAddresses"),
+        reply_to=members(params, "ReplyToAddresses"),
         sender=params.get("Source", ""),
         subject="",
         params=params,
@@ -411,7 +447,7 @@ def parse_v1_send(params: Mapping[str, str]) -> SendRequest:
             raise ApiError(
                 400, "InvalidParameterValue", "Invalid base64 in RawMessage.Data"
             ) from None
-        send.to = _members(params, "Destinations") or send.to
+        send.to = members(params, "Destinations") or send.to
         describe_raw(send)
     else:  # SendTemplatedEmail
         send.sender = _required(params, "Source")
@@ -434,6 +470,16 @@ def _xml(action: str, result: str, request_id: str) -> Reply:
 
 def v1_sent(action: str, message_id: str, request_id: str) -> Reply:
     return _xml(action, f"\n    <MessageId>{message_id}</MessageId>\n  ", request_id)
+
+
+def v1_bulk_sent(message_ids: list[str], request_id: str) -> Reply:
+    """``SendBulkTemplatedEmail``'s answer: one ``Success`` status per destination."""
+    members = "".join(
+        f"\n      <member>\n        <Status>Success</Status>\n"
+        f"        <MessageId>{m}</MessageId>\n      </member>"
+        for m in message_ids
+    )
+    return _xml("SendBulkTemplatedEmail", f"\n    <Status>{members}\n    </Status>\n  ", request_id)
 
 
 def v1_quota(quota: Quota, request_id: str) -> Reply:

@@ -44,6 +44,7 @@ run is reproducible. Where the codes come from:
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import random
 import socket
@@ -70,6 +71,36 @@ SANDBOX_AWS = AwsCredentials("AKIASANDBOX0EXAMPLE", "sandbox/secret/key/EXAMPLEK
 SANDBOX_ALIBABA = AlibabaCredentials("LTAIsandbox0example", "sandboxSecretExample0000000000")
 
 _DAY = 86400.0
+_BODY_TIMEOUT = 60.0  # seconds for a declared body to arrive
+log = logging.getLogger("bulkmail.sandbox")
+
+
+class _OneLine(logging.Filter):
+    """Drop the traceback aiohttp attaches to a malformed request: one line each."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.exc_info[1] is not None:
+            record.msg = f"{record.getMessage()}: {type(record.exc_info[1]).__name__}"
+            record.args = None
+        record.exc_info = None
+        record.exc_text = None
+        return True
+
+
+_HTTP_LOG = logging.getLogger("bulkmail.sandbox.http")
+_HTTP_LOG.addFilter(_OneLine())
+
+
+def _large_requests(
+    message: Any, payload: Any, protocol: Any, writer: Any, task: Any
+) -> web.BaseRequest:
+    """aiohttp's request, taking bodies up to SES's limit (its default stops at 1 MiB)."""
+    loop = asyncio.get_running_loop()
+    return web.BaseRequest(
+        message, payload, protocol, writer, task, loop, client_max_size=ses.V2_BODY_LIMIT
+    )
+
+
 _UNLIMITED = 1_000_000_000.0  # what the quota actions report when no quota is set
 _Parsed = TypeVar("_Parsed", SendRequest, list[SendRequest])
 _STATS = (
@@ -221,7 +252,11 @@ class Sandbox:
             sock.close()
             raise
         port = sock.getsockname()[1]
-        server = web.Server(self._handle, access_log=None)
+        # aiohttp logs a malformed request with its traceback: one line is enough (and a
+        # request line or header value is never repeated at more than debug level).
+        server = web.Server(
+            self._handle, access_log=None, logger=_HTTP_LOG, request_factory=_large_requests
+        )
         faults = self._faults
         runner = web.ServerRunner(
             server, shutdown_timeout=1.0 + faults.slow_seconds + faults.latency
@@ -281,10 +316,20 @@ class Sandbox:
     # --- serving ---------------------------------------------------------------------------
 
     async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
-        body = await request.read()
         path, _, query = request.raw_path.partition("?")
         api = "sesv2" if path.startswith("/v2/") else "sesv1"
         request_id = ses.new_request_id()
+        limit = ses.body_limit(path)
+        length = request.content_length or 0
+        if length > limit:  # refuse before reading: never wait for 100 GB that may not come
+            reply = self._error(api, ses.too_large(length, limit, v2=api == "sesv2"), request_id)
+            return self._respond(reply, close=True)
+        try:
+            async with asyncio.timeout(_BODY_TIMEOUT):  # no extra task per request
+                body = await request.read()
+        except (TimeoutError, ConnectionError):
+            log.warning("sandbox: %s %r: body not received; closed", request.method, path[:100])
+            raise self._drop(request) from None
         try:
             try:
                 if api == "sesv2":
@@ -310,11 +355,18 @@ class Sandbox:
             return web.Response(status=204)  # never written: the transport is gone
         if self._faults.latency:
             await asyncio.sleep(self._faults.latency)
-        return web.Response(
+        return self._respond(reply)
+
+    @staticmethod
+    def _respond(reply: Reply, *, close: bool = False) -> web.Response:
+        response = web.Response(
             status=reply.status,
             body=reply.body,
             headers={"Content-Type": reply.content_type, **reply.headers},
         )
+        if close:
+            response.force_close()
+        return response
 
     @staticmethod
     def _error(api: str, err: ApiError, request_id: str) -> Reply:
