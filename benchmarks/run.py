@@ -228,6 +228,7 @@ def chart(table: list[dict[str, Any]], path: Path) -> None:
     for y, r in enumerate(table):
         ax.text(r["sends_per_s"], y, f" {r['sends_per_s']:,.0f}", va="center", fontsize=8)
     ax.set_xlabel("recipients per second, loopback sink (higher is better)")
+    ax.set_xlim(0, 1.15 * max(r["sends_per_s"] for r in table))
     ax.invert_yaxis()
     fig.tight_layout()
     fig.savefig(path, dpi=110)
