@@ -47,6 +47,7 @@ def main(argv: list[str] | None = None) -> None:
                 subprocess.run(
                     [sys.executable, "-c", _RUN, str(path), url],
                     env={**env, "PYTHONPATH": str(Path(tree).resolve())},
+                    cwd=Path(tree).resolve(),  # "-c" puts the working directory first
                     capture_output=True,
                     check=True,
                 )
