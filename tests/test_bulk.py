@@ -279,3 +279,20 @@ def test_only_sesv2_stored_templates_can_share_a_call() -> None:
     assert v2.bulk_key(templated(1)) == v2.bulk_key(templated(2)) is not None
     assert v2.bulk_key(templated(1, template="other")) != v2.bulk_key(templated(1))
     assert v2.bulk_key(plain) is None and v1.bulk_key(templated(1)) is None
+
+
+async def test_an_entry_error_echoing_the_secret_is_scrubbed() -> None:
+    secret = SANDBOX_AWS.secret_access_key
+
+    class Echo(SesProvider):
+        async def _request(self, method: str, path: str, body: bytes, content_type: str | None):  # type: ignore[no-untyped-def]
+            from bulkmail.providers._http_types import Headers, Response
+
+            doc = {
+                "BulkEmailEntryResults": [{"Status": "MESSAGE_REJECTED", "Error": f"bad {secret}"}]
+            }
+            return Response(200, Headers({}), orjson.dumps(doc), 0.001)
+
+    ses = Echo(credentials=SANDBOX_AWS, endpoint="http://127.0.0.1:1")
+    [outcome] = await ses.send_bulk([templated(0)])
+    assert outcome.verdict is Verdict.REJECTED and outcome.error and secret not in outcome.error

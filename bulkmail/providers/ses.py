@@ -317,7 +317,13 @@ class SesProvider(_PooledHttpProvider):
                 response.status, response.headers, response.body, messages[0].sender
             )
             return [error] * len(messages)
-        return bulk_outcomes(response.body, len(messages), response.service_time)
+        outcomes = bulk_outcomes(response.body, len(messages), response.service_time)
+        if any(o.error for o in outcomes):  # an entry's error text, as any answer, is scrubbed
+            secrets = self._secrets()
+            outcomes = [
+                o if not o.error else replace(o, error=scrub(o.error, secrets)) for o in outcomes
+            ]
+        return outcomes
 
     def _message_id(self, data: bytes) -> str | None:
         try:
