@@ -54,7 +54,7 @@ test: install-test lint typecheck
 	$(BIN)/pytest -q
 
 bench: install-bench
-	$(BIN)/python -m benchmarks.run
+	$(BIN)/python -m benchmarks.run all
 
 clean:
 	rm -rf $(VENV) examples/outbox examples/*.journal.sqlite* examples/*.results.jsonl

@@ -67,18 +67,11 @@ def run_bulkmail(folder: Path, url: str, concurrency: int) -> int:
     from bulkmail.cli import main
 
     out = io.StringIO()
+    argv = [str(folder / "campaign.yaml"), "--endpoint", url, "--json", "--quiet"]
+    if concurrency > 0:  # 0: the defaults, as a user who sets nothing gets them
+        argv += ["--concurrency", str(concurrency)]
     with redirect_stdout(out):
-        code = main(
-            [
-                str(folder / "campaign.yaml"),
-                "--endpoint",
-                url,
-                "--json",
-                "--quiet",
-                "--concurrency",
-                str(concurrency),
-            ]
-        )
+        code = main(argv)
     summary = json.loads(out.getvalue().strip().splitlines()[-1])
     SPAN_RATE["rate"] = float(summary["rate_per_s"])  # first send to last send
     SPAN_RATE["first_send_s"] = float(summary.get("first_send_s") or -1)

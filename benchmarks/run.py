@@ -60,6 +60,16 @@ def write_campaign(folder: Path, n: int, *, rate: float, extra: str = "") -> Pat
     return path
 
 
+def write_template_campaign(folder: Path, n: int, *, bulk: bool) -> Path:
+    """The same list through an SES stored template: SendBulkEmail (``bulk``) or SendEmail."""
+    path = write_campaign(folder, n, rate=1_000_000)
+    text = path.read_text()
+    text = text.replace('subject: "Hi {{ first_name }}"\n', "")
+    text = text.replace("text: {file: body.txt}\nhtml: {file: body.html}\n", "")
+    path.write_text(text + f"template: {{name: newsletter}}\nbulk: {str(bulk).lower()}\n")
+    return path
+
+
 @contextmanager
 def sink(quota: float | None = None, latency: float = 0.0) -> Iterator[str]:
     cmd = [sys.executable, "-m", "benchmarks.sink", "--port", "0", "--latency", str(latency)]
@@ -110,57 +120,93 @@ def run_client(
     result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
     result["sink_cpu_s"] = after["cpu_s"] - before["cpu_s"]
     result["throttled"] = after["throttled"] - before["throttled"]
+    result["connections"] = after["connections"] - before["connections"]
+    result["bulk_calls"] = after.get("bulk_calls", 0) - before.get("bulk_calls", 0)
     return result
 
 
+#: What each row of the throughput table runs: (client, --concurrency, campaign kind).
+#: ``0`` means no --concurrency flag: the defaults a user who sets nothing gets.
+VARIANTS: dict[str, tuple[str, int, str]] = {
+    "bulkmail": ("bulkmail", 0, "inline"),
+    "bulkmail@16": ("bulkmail", 16, "inline"),
+    "bulkmail@32": ("bulkmail", 32, "inline"),
+    "bulkmail@64": ("bulkmail", 64, "inline"),
+    "boto3": ("boto3", 8, "inline"),
+    "aiobotocore": ("aiobotocore", 64, "inline"),
+    "template/SendEmail": ("bulkmail", 0, "single"),
+    "template/SendBulkEmail": ("bulkmail", 0, "bulk"),
+}
+DEFAULT_ROWS = ",".join(VARIANTS)
+
+
+def _folders(tmp: Path, n: int, kinds: set[str]) -> dict[str, Path]:
+    folders = {}
+    for kind in sorted(kinds):
+        if kind == "inline":
+            folders[kind] = write_campaign(tmp / kind, n, rate=1_000_000).parent
+        else:
+            folders[kind] = write_template_campaign(tmp / kind, n, bulk=kind == "bulk").parent
+    return folders
+
+
 def throughput(args: argparse.Namespace) -> list[dict[str, Any]]:
-    clients = args.only.split(",")
-    concurrency = {"bulkmail": 256, "boto3": 8, "aiobotocore": 64}
-    rows: dict[str, list[dict[str, Any]]] = {c: [] for c in clients}
+    names = args.only.split(",")
+    unknown = [name for name in names if name not in VARIANTS]
+    if unknown:
+        raise SystemExit(f"unknown client(s) {unknown}; choose from {', '.join(VARIANTS)}")
+    rows: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
     with tempfile.TemporaryDirectory(prefix="bulkmail-bench-") as tmp, sink() as url:
-        folder = Path(tmp)
-        write_campaign(folder, args.n, rate=1_000_000)
+        folders = _folders(Path(tmp), args.n, {VARIANTS[name][2] for name in names})
         for repeat in range(args.repeats):
-            for which in clients:
-                result = run_client(which, folder, url, concurrency[which])
-                rows[which].append(result)
+            for name in names:
+                client, concurrency, kind = VARIANTS[name]
+                result = run_client(client, folders[kind], url, concurrency)
+                rows[name].append(result)
                 print(
-                    f"  run {repeat + 1} {which:12s} {result['sent'] / result['wall_s']:8.0f}/s",
+                    f"  run {repeat + 1} {name:24s} {result['sent'] / result['wall_s']:8.0f}/s"
+                    f"  ({result['connections']} connections)",
                     file=sys.stderr,
                 )
     table = []
-    for which in clients:
-        runs = rows[which]
+    for name in names:
+        runs = rows[name]
         rates = [r["sent"] / r["wall_s"] for r in runs]
         table.append(
             {
-                "client": which,
+                "client": name,
                 "sent": runs[0]["sent"],
                 "sends_per_s": statistics.median(rates),
+                "best_per_s": max(rates),
                 "cpu_us_per_send": statistics.median(r["cpu_s"] / r["sent"] * 1e6 for r in runs),
                 "peak_rss_mb": max(r["maxrss_mb"] for r in runs),
                 "sink_cpu_us_per_send": statistics.median(
                     r["sink_cpu_s"] / r["sent"] * 1e6 for r in runs
                 ),
+                "connections": max(r["connections"] for r in runs),
+                "calls": max(r["bulk_calls"] for r in runs),
+                "throttled": sum(r["throttled"] for r in runs),
             }
         )
-    print_table(table, args.n)
-    if args.chart:
-        chart(table, Path(args.chart))
     return table
 
 
 def print_table(table: list[dict[str, Any]], n: int) -> None:
     base = {row["client"]: row["sends_per_s"] for row in table}
     bm = base.get("bulkmail")
-    print(f"\n{n} recipients, personalised ~2 KB text + HTML, SESv2 SendEmail, loopback sink\n")
-    print("| client | sends/s | CPU µs/send | peak RSS MB | sink CPU µs/send | bulkmail × |")
-    print("|---|---:|---:|---:|---:|---:|")
+    print(f"\n{n} recipients, personalised ~2 KB text + HTML (template rows: an SES stored")
+    print("template with per-recipient data), loopback sink; median of the interleaved repeats\n")
+    print(
+        "| client | sends/s | best run | CPU µs/send | peak RSS MB | connections "
+        "| sink CPU µs/send | defaults × |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for row in table:
-        ratio = f"{bm / row['sends_per_s']:.1f}×" if bm and row["client"] != "bulkmail" else "—"
+        ratio = f"{bm / row['sends_per_s']:.2f}×" if bm and row["client"] != "bulkmail" else "—"
         print(
-            f"| {row['client']} | {row['sends_per_s']:,.0f} | {row['cpu_us_per_send']:,.0f} "
-            f"| {row['peak_rss_mb']:.0f} | {row['sink_cpu_us_per_send']:.0f} | {ratio} |"
+            f"| {row['client']} | {row['sends_per_s']:,.0f} | {row['best_per_s']:,.0f} "
+            f"| {row['cpu_us_per_send']:,.0f} | {row['peak_rss_mb']:.0f} "
+            f"| {row['connections']} | {row['sink_cpu_us_per_send']:.0f} | {ratio} |"
         )
 
 
@@ -171,42 +217,80 @@ def chart(table: list[dict[str, Any]], path: Path) -> None:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        print("(matplotlib not installed: no chart)", file=sys.stderr)
+        print(
+            "(matplotlib not installed: pip install -e '.[bench]' for the chart)", file=sys.stderr
+        )
         return
-    fig, ax = plt.subplots(figsize=(6, 3))
-    ax.barh([r["client"] for r in table], [r["sends_per_s"] for r in table], color="#4a7")
-    ax.set_xlabel("sends per second (higher is better)")
+    names = [r["client"] for r in table]
+    colours = ["#2a7" if n.startswith(("bulkmail", "template")) else "#999" for n in names]
+    fig, ax = plt.subplots(figsize=(7, 0.45 * len(names) + 1.2))
+    ax.barh(names, [r["sends_per_s"] for r in table], color=colours)
+    for y, r in enumerate(table):
+        ax.text(r["sends_per_s"], y, f" {r['sends_per_s']:,.0f}", va="center", fontsize=8)
+    ax.set_xlabel("recipients per second, loopback sink (higher is better)")
+    ax.set_xlim(0, 1.15 * max(r["sends_per_s"] for r in table))
     ax.invert_yaxis()
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
     print(f"chart: {path}", file=sys.stderr)
 
 
-def pacing(args: argparse.Namespace) -> None:
-    print(
-        "| rate R | recipients | wall s | wall rate/R | send-span rate/R | throttled "
-        "| max in any 1 s |"
-    )
-    print("|---:|---:|---:|---:|---:|---:|---:|")
+def pacing(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Each rate against a sink refusing more than R in any 1-s window: N = R × seconds
+    recipients, and (``--marginal``) N/5 too, for the marginal rate
+    (N − N/5) / (wall(N) − wall(N/5)), which start-up and one-off costs do not dilute."""
+    rows = []
     for rate in [float(r) for r in args.rates.split(",")]:
         n = max(int(rate * args.seconds), 50)
+        sizes = [n, n // 5] if args.marginal else [n]
+        runs: dict[int, dict[str, Any]] = {}
         with tempfile.TemporaryDirectory() as tmp, sink(quota=rate) as url:
-            folder = Path(tmp)
-            write_campaign(folder, n, rate=rate)
-            result = run_client("bulkmail", folder, url, 512)
-            stats = sink_stats(url)
-            achieved = result["sent"] / result["wall_s"]
-            print(
-                f"| {rate:g} | {n} | {result['wall_s']:.1f} | {achieved / rate:.3f} "
-                f"| {result['span_rate'] / rate:.3f} | {stats['throttled']} "
-                f"| {stats['max_window']} |",
-                flush=True,
+            for size in sizes:
+                folder = Path(tmp) / str(size)
+                write_campaign(folder, size, rate=rate)
+                result = run_client("bulkmail", folder, url, args.bulkmail_concurrency)
+                result["max_window"] = sink_stats(url)["max_window"]
+                runs[size] = result
+        big = runs[n]
+        row = {
+            "rate": rate,
+            "n": n,
+            "wall_s": big["wall_s"],
+            "wall_ratio": big["sent"] / big["wall_s"] / rate,
+            "span_ratio": big["span_rate"] / rate,
+            "throttled": sum(r["throttled"] for r in runs.values()),
+            "max_window": max(r["max_window"] for r in runs.values()),
+            "marginal_ratio": None,
+        }
+        if args.marginal:
+            small = runs[n // 5]
+            row["marginal_ratio"] = (
+                (big["sent"] - small["sent"]) / (big["wall_s"] - small["wall_s"]) / rate
             )
-            if stats["throttle_times"]:
-                print(
-                    f"  throttled at (s from first request): {stats['throttle_times']}",
-                    file=sys.stderr,
-                )
+        rows.append(row)
+        print(
+            f"  rate {rate:g}: wall {row['wall_ratio']:.3f} R, span {row['span_ratio']:.3f} R, "
+            f"marginal {row['marginal_ratio'] or float('nan'):.3f} R, "
+            f"{row['throttled']} throttled",
+            file=sys.stderr,
+        )
+    return rows
+
+
+def print_pacing(rows: list[dict[str, Any]]) -> None:
+    print(
+        "\n| rate R | recipients | wall s | wall rate/R | send-span rate/R | throttled "
+        "| max in any 1 s | marginal rate/R |"
+    )
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        marginal = "—" if r["marginal_ratio"] is None else f"{r['marginal_ratio']:.3f}"
+        print(
+            f"| {r['rate']:g} | {r['n']} | {r['wall_s']:.1f} | {r['wall_ratio']:.3f} "
+            f"| {r['span_ratio']:.3f} | {r['throttled']} | {r['max_window']} | {marginal} |",
+            flush=True,
+        )
 
 
 def latency(args: argparse.Namespace) -> None:
@@ -214,7 +298,7 @@ def latency(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as tmp, sink(latency=args.latency) as url:
         folder = Path(tmp)
         write_campaign(folder, n, rate=args.rate)
-        result = run_client("bulkmail", folder, url, 2048)
+        result = run_client("bulkmail", folder, url, 0)
     achieved = result["sent"] / result["wall_s"]
     span = result["span_rate"]
     print(
@@ -259,26 +343,40 @@ def main(argv: list[str] | None = None) -> None:
         "mode",
         nargs="?",
         default="throughput",
-        choices=["throughput", "pacing", "latency", "memory", "resume", "proxy"],
+        choices=["all", "throughput", "pacing", "latency", "memory", "resume", "proxy"],
     )
     parser.add_argument("--n", type=int, default=20000)
     parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--only", default="bulkmail,boto3,aiobotocore")
-    parser.add_argument("--chart", default=None, help="write a PNG bar chart here")
+    parser.add_argument("--only", default=DEFAULT_ROWS)
+    parser.add_argument(
+        "--chart", default="", help="PNG bar chart (mode all: benchmarks/throughput.png)"
+    )
+    parser.add_argument("--no-chart", dest="chart", action="store_const", const=None)
     parser.add_argument("--rates", default="14,500,5000")
-    parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--marginal", action="store_true", help="pacing: also run N/5")
+    parser.add_argument(
+        "--bulkmail-concurrency", type=int, default=0, help="pacing: bulkmail's (0: defaults)"
+    )
     parser.add_argument("--rate", type=float, default=2000.0)
     parser.add_argument("--latency", type=float, default=0.08)
     from benchmarks.proxy import add_arguments, proxy_bench
 
     add_arguments(parser)
     args = parser.parse_args(argv)
-    if args.mode == "proxy":
+    if args.mode == "all":
+        from benchmarks.suite import run_suite
+
+        run_suite(args)
+    elif args.mode == "proxy":
         proxy_bench(args)
     elif args.mode == "throughput":
-        throughput(args)
+        table = throughput(args)
+        print_table(table, args.n)
+        if args.chart:
+            chart(table, Path(args.chart))
     elif args.mode == "pacing":
-        pacing(args)
+        print_pacing(pacing(args))
     elif args.mode == "latency":
         latency(args)
     else:

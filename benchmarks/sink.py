@@ -40,6 +40,10 @@ class Stats:
         self.window: collections.deque[float] = collections.deque()
         self.first: float | None = None
         self.throttle_times: list[float] = []
+        self.open = 0  # connections open now, the most ever open at once, and ever made
+        self.max_open = 0
+        self.connections = 0
+        self.bulk_calls = 0
 
 
 def _response(status: str, body: bytes, content_type: bytes, extra: bytes = b"") -> bytes:
@@ -69,6 +73,17 @@ def _v1_ok(action: bytes) -> bytes:
         b"</RequestId></ResponseMetadata></%sResponse>"
     ) % (action, action, n, action, n, action)
     return _response("200 OK", body, b"text/xml")
+
+
+def _bulk_ok(statuses: list[bool]) -> bytes:
+    parts = [
+        b'{"Status":"SUCCESS","MessageId":"sink-%d"}' % next(_counter)
+        if ok
+        else b'{"Status":"ACCOUNT_THROTTLED","Error":"Maximum sending rate exceeded."}'
+        for ok in statuses
+    ]
+    body = b'{"BulkEmailEntryResults":[' + b",".join(parts) + b"]}"
+    return _response("200 OK", body, b"application/json")
 
 
 def _dm_ok() -> bytes:
@@ -107,6 +122,10 @@ class SinkProtocol(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's TCPTransport
+        stats = self.stats
+        stats.open += 1
+        stats.connections += 1
+        stats.max_open = max(stats.max_open, stats.open)
 
     def data_received(self, data: bytes) -> None:
         self.buffer += data
@@ -161,6 +180,9 @@ class SinkProtocol(asyncio.Protocol):
                 "throttled": s.throttled,
                 "max_window": s.max_window,
                 "throttle_times": s.throttle_times,
+                "max_open": s.max_open,
+                "connections": s.connections,
+                "bulk_calls": s.bulk_calls,
                 "cpu_s": usage.ru_utime + usage.ru_stime,
             }
             self.send(_response("200 OK", json.dumps(doc).encode(), b"application/json"))
@@ -169,6 +191,12 @@ class SinkProtocol(asyncio.Protocol):
             quota = self.quota or 100000
             doc = {"SendQuota": {"Max24HourSend": 1e9, "MaxSendRate": quota, "SentLast24Hours": 0}}
             self.send(_response("200 OK", json.dumps(doc).encode(), b"application/json"))
+            return
+        if b" /v2/email/outbound-bulk-emails" in line:
+            # One entry per destination; each is its own message and counts against the quota.
+            self.stats.bulk_calls += 1
+            entries = body.count(b'"Destination"')
+            self.send(_bulk_ok([self.admit() for _ in range(entries)]))
             return
         if b" /v2/email/outbound-emails" in line:
             self.send(_v2_ok() if self.admit() else _V2_THROTTLE)
@@ -193,6 +221,7 @@ class SinkProtocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
+        self.stats.open -= 1
 
 
 async def serve(port: int, quota: float | None, latency: float) -> None:

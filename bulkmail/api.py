@@ -119,6 +119,7 @@ async def run_campaign(
     async with contextlib.AsyncExitStack() as stack:
         if provider is None:
             provider = await stack.enter_async_context(open_provider(campaign))
+        provider, floor = _bulk_if_possible(campaign, provider)
         await stack.enter_async_context(_entered(provider))
         if campaign.mode == "batch":
             from bulkmail.delivery.batch import run_batch_campaign
@@ -145,6 +146,8 @@ async def run_campaign(
             retry=RetryPolicy(max_attempts=campaign.max_attempts),
             at_most_once=at_most_once,
             max_concurrency=campaign.concurrency or 512,
+            # concurrency: N is the user's tuning: N in flight, not sized by the gate.
+            min_concurrency=campaign.concurrency or floor,
             limiter=pacer,
             outage_wait=campaign.outage_wait,
         )
@@ -219,6 +222,21 @@ async def _run_list(
         return replace(summary, results=str(campaign.results), journal=str(campaign.journal))
     finally:
         await books.close()
+
+
+def _bulk_if_possible(campaign: Campaign, provider: Provider) -> tuple[Provider, int]:
+    """A stored-template campaign goes through bulk calls when the provider has them
+    (SESv2 ``SendBulkEmail``), unless the campaign says ``bulk: false``; with the fewest
+    requests the gate keeps in flight (two full calls' worth for bulk, so one can fill
+    while the other is answered)."""
+    if campaign.template is None or not campaign.bulk or campaign.mode == "batch":
+        return provider, 32
+    if not callable(getattr(provider, "send_bulk", None)):
+        return provider, 32
+    from bulkmail.delivery.bulk import BulkSender
+
+    bulk = BulkSender(provider)  # type: ignore[arg-type]
+    return bulk, 2 * bulk.size
 
 
 def _preflight(recipients: Path) -> str:

@@ -29,7 +29,7 @@ def _send_parser() -> argparse.ArgumentParser:
     p.add_argument("--endpoint", help="provider URL, or 'sandbox' for the embedded emulator")
     p.add_argument("--results", help="results JSONL path (default beside the campaign)")
     p.add_argument("--journal", help="journal path (default beside the campaign)")
-    p.add_argument("--concurrency", type=int, help="upper bound on requests in flight")
+    p.add_argument("--concurrency", type=int, help="requests in flight (default: adaptive)")
     p.add_argument(
         "--outage-wait",
         help="how long to wait out a provider that cannot be reached (refused, DNS) before "

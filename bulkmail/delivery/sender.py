@@ -138,6 +138,7 @@ class Sender:
         retry: RetryPolicy | None = None,
         at_most_once: bool = False,
         max_concurrency: int = 512,
+        min_concurrency: int = 32,
         limiter: Pacer | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rng: random.Random | None = None,
@@ -149,7 +150,9 @@ class Sender:
         self.limiter: Pacer = limiter if limiter is not None else RateLimiter(rate)
         self.retry = retry or RetryPolicy()
         self.at_most_once = at_most_once
-        self._gate = Gate(lambda: self.limiter.effective_rate, floor=8, cap=max_concurrency)
+        self._gate = Gate(
+            lambda: self.limiter.effective_rate, floor=min_concurrency, cap=max_concurrency
+        )
         self._sleep = sleep
         self._rng = rng or random.Random()
         self._clock = clock
@@ -285,7 +288,7 @@ class Sender:
             self.counters["attempts"] += 1
             started = self._clock()
             outcome = await self.provider.send(message)
-            self._gate.observe(self._clock() - started)
+            self._gate.observe(self._clock() - started, outcome.service_time)
             last = outcome
             verdict = outcome.verdict
             if verdict is Verdict.RETRY and outcome.error_code in UNREACHABLE_CODES:

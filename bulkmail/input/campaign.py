@@ -63,7 +63,7 @@ _TOP_KEYS = (
     "subject", "text", "html", "recipients", "suppress", "results", "journal",
     "configuration_set", "tags", "headers", "unsubscribe", "template", "attachments",
     "attachment_column", "source_arn", "from_arn", "return_path_arn", "return_path", "directmail",
-    "events", "guard",
+    "events", "guard", "bulk",
 )  # fmt: skip
 _SES_NAME = pattern(r"[A-Za-z0-9_-]{1,64}", "must be 1-64 of A-Z a-z 0-9 _ -")  # sets, templates
 _TAG_NAME = pattern(r"[A-Za-z0-9_-]{1,256}", "tag names must be 1-256 of A-Z a-z 0-9 _ -")
@@ -87,6 +87,12 @@ def duration(value: Any) -> float:
     if match is None:
         raise Bad(f"must be seconds or a duration like '10m' or '90s', got {describe(value)}")
     return float(match.group(1)) * {"s": 1, "m": 60, "h": 3600}[match.group(2) or "s"]
+
+
+def _flag(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise Bad(f"must be true or false, got {describe(value)}")
+    return value
 
 
 _ARN = pattern(r"arn:aws[a-z-]*:ses:[a-z0-9-]+:\d{12}:identity/\S+", "must be an SES identity ARN")
@@ -140,6 +146,8 @@ class Campaign:
     #: The event store of ``bulkmail events`` (results ``event`` field, report, guard).
     events: Path | None = None
     guard: GuardSettings | None = None  # set whenever ``events`` is
+    #: Stored-template sends may share one bulk call (SESv2 ``SendBulkEmail``); default on.
+    bulk: bool = True
 
     @property
     def mode(self) -> str:
@@ -310,6 +318,7 @@ class _CampaignChecker(ProviderChecker):
             },
             "return_path": self.get(m, "return_path", address),
             "directmail": MappingProxyType(directmail),
+            "bulk": True if "bulk" not in m else bool(self.get(m, "bulk", _flag)),
             **self.deliverability(m),
         }
         if pname == "directmail" and not stored:

@@ -9,6 +9,7 @@ the callbacks below, and the exchange's future gets a :class:`Response` or an
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import TYPE_CHECKING
 
 import httptools
@@ -47,6 +48,7 @@ class _Conn(asyncio.Protocol):
         "idle_since",
         "closed",
         "lost",
+        "written_at",
     )
 
     def __init__(self, pool: HttpPool, loop: asyncio.AbstractEventLoop) -> None:
@@ -67,6 +69,7 @@ class _Conn(asyncio.Protocol):
         self.idle_since = 0.0
         self.closed = False
         self.lost: asyncio.Future[None] = loop.create_future()
+        self.written_at = 0.0
 
     # -- driven by HttpPool -------------------------------------------------------------
 
@@ -83,6 +86,7 @@ class _Conn(asyncio.Protocol):
             self.parser = httptools.HttpResponseParser(self)
         self.timer = self.loop.call_at(deadline, self._on_timeout)
         assert self.transport is not None
+        self.written_at = time.perf_counter()  # the loop's clock is in whole ms on uvloop
         self.transport.write(data)
         return fut
 
@@ -120,7 +124,8 @@ class _Conn(asyncio.Protocol):
         # The answer owns its dict; the next exchange starts a new one.
         headers, self.headers = self.headers, {}
         if fut is not None and not fut.done():
-            fut.set_result(Response(status, Headers(headers), body))
+            elapsed = time.perf_counter() - self.written_at
+            fut.set_result(Response(status, Headers(headers), body, elapsed))
 
     def _on_timeout(self) -> None:
         self.timer = None

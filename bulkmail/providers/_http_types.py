@@ -96,6 +96,9 @@ class Response:
     status: int
     headers: Headers
     body: bytes
+    #: Seconds from the request written to the answer read: the service's own time, without
+    #: waiting for a connection (sizes the concurrency gate).
+    service_time: float = 0.0
 
 
 __all__ = [

@@ -53,6 +53,9 @@ class Outcome:
     error: str | None = None
     #: Seconds the provider asked us to wait (Retry-After), if it said.
     retry_after: float | None = None
+    #: Seconds the service itself took (request written to answer read), if the transport
+    #: can tell; the concurrency gate sizes itself from it.
+    service_time: float | None = None
 
     @property
     def ok(self) -> bool:

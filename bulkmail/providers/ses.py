@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import base64
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any, Literal
 from urllib.parse import urlencode
@@ -21,7 +21,9 @@ from bulkmail.credentials._source import AwsCredentialSource
 from bulkmail.mail.message import Message
 from bulkmail.mail.mime import to_mime
 from bulkmail.providers._headers import FORM_CONTENT_TYPE, retry_after
+from bulkmail.providers._http_types import Response
 from bulkmail.providers._httpbase import _PooledHttpProvider
+from bulkmail.providers._ses_bulk import BulkKey, bulk_body, bulk_key, bulk_outcomes
 from bulkmail.providers.base import Outcome, Quota, Verdict
 from bulkmail.providers.config import ProviderSetup
 from bulkmail.providers.errors import scrub, server_error_verdict, transport_outcome
@@ -30,6 +32,7 @@ from bulkmail.signing import AwsCredentials, SigV4Signer
 
 _V2_SEND_PATH = "/v2/email/outbound-emails"
 _V2_ACCOUNT_PATH = "/v2/email/account"
+_V2_BULK_PATH = "/v2/email/outbound-bulk-emails"
 _JSON = "application/json"
 
 _THROTTLE_CODES = frozenset(
@@ -252,7 +255,7 @@ class SesProvider(_PooledHttpProvider):
 
     async def _request(
         self, method: str, path: str, body: bytes, content_type: str | None
-    ) -> tuple[int, Mapping[str, str], bytes]:
+    ) -> Response:
         pool = self._pool
         if pool is None:
             raise RuntimeError("use 'async with SesProvider(...)' before sending")
@@ -267,8 +270,7 @@ class SesProvider(_PooledHttpProvider):
             self._clock(),
             self._source.current(),
         )
-        response = await pool.request(method, path, [*headers.items(), *signed.items()], body)
-        return response.status, response.headers, response.body
+        return await pool.request(method, path, [*headers.items(), *signed.items()], body)
 
     async def send(self, message: Message) -> Outcome:
         """Send one attempt; every answer becomes an :class:`Outcome`, never an exception."""
@@ -285,15 +287,43 @@ class SesProvider(_PooledHttpProvider):
             body = urlencode(_v1_params(message, self._v1_extra)).encode("ascii")
             path, content_type = "/", FORM_CONTENT_TYPE
         try:
-            status, headers, data = await self._request("POST", path, body, content_type)
+            response = await self._request("POST", path, body, content_type)
         except Exception as exc:  # noqa: BLE001 - mapped at the one boundary
             return transport_outcome(exc)
-        if status == 200:
-            message_id = self._message_id(data)
+        if response.status == 200:
+            message_id = self._message_id(response.body)
             # A 200 is SES saying it took the message; an answer we cannot read does not undo
             # that (a retry would send it twice): sent, without an id.
-            return Outcome(Verdict.SENT, message_id=message_id or None)
-        return self._error_outcome(status, headers, data, message.sender)
+            return Outcome(
+                Verdict.SENT, message_id=message_id or None, service_time=response.service_time
+            )
+        return self._error_outcome(response.status, response.headers, response.body, message.sender)
+
+    def bulk_key(self, message: Message) -> BulkKey | None:
+        """Messages with equal keys may share one ``SendBulkEmail`` call; ``None``: this one
+        cannot (not a stored template, or the v1 API)."""
+        return bulk_key(message) if self.api == "v2" else None
+
+    async def send_bulk(self, messages: Sequence[Message]) -> list[Outcome]:
+        """One attempt of up to 50 messages with the same :meth:`bulk_key` in one SESv2
+        ``SendBulkEmail`` call: one :class:`Outcome` per message, in order, never raises."""
+        body = orjson.dumps(bulk_body(messages, self._v2_extra))
+        try:
+            response = await self._request("POST", _V2_BULK_PATH, body, _JSON)
+        except Exception as exc:  # noqa: BLE001 - mapped at the one boundary
+            return [transport_outcome(exc)] * len(messages)
+        if response.status != 200:
+            error = self._error_outcome(
+                response.status, response.headers, response.body, messages[0].sender
+            )
+            return [error] * len(messages)
+        outcomes = bulk_outcomes(response.body, len(messages), response.service_time)
+        if any(o.error for o in outcomes):  # an entry's error text, as any answer, is scrubbed
+            secrets = self._secrets()
+            outcomes = [
+                o if not o.error else replace(o, error=scrub(o.error, secrets)) for o in outcomes
+            ]
+        return outcomes
 
     def _message_id(self, data: bytes) -> str | None:
         try:
@@ -351,10 +381,11 @@ class SesProvider(_PooledHttpProvider):
         """The account's sending quota (SESv2 ``GetAccount`` or v1 ``GetSendQuota``)."""
         try:
             if self.api == "v2":
-                status, headers, data = await self._request("GET", _V2_ACCOUNT_PATH, b"", None)
+                response = await self._request("GET", _V2_ACCOUNT_PATH, b"", None)
             else:
                 body = urlencode({"Action": "GetSendQuota", "Version": "2010-12-01"}).encode()
-                status, headers, data = await self._request("POST", "/", body, FORM_CONTENT_TYPE)
+                response = await self._request("POST", "/", body, FORM_CONTENT_TYPE)
+            status, headers, data = response.status, response.headers, response.body
         except Exception as exc:  # noqa: BLE001 - mapped at the one boundary
             outcome = transport_outcome(exc)
             raise ConnectionError(f"cannot read the SES quota: {outcome.error}") from None

@@ -29,6 +29,7 @@ from bulkmail.signing.sigv4 import (
 XMLNS = "http://ses.amazonaws.com/doc/2010-12-01/"
 V2_SEND = "/v2/email/outbound-emails"
 V2_ACCOUNT = "/v2/email/account"
+V2_BULK = "/v2/email/outbound-bulk-emails"
 MAX_RECIPIENTS = 50
 MAX_SKEW = 300.0  # seconds between X-Amz-Date and the sandbox clock
 #: Declared bodies above these are refused (413) before being read: SES's message limits
@@ -274,6 +275,79 @@ def parse_v2_send(body: bytes) -> SendRequest:
         raise _v2_bad("FromEmailAddress is required.")
     _check_count(send, v2=True)
     return send
+
+
+def parse_v2_bulk(body: bytes) -> list[SendRequest]:
+    """``SendBulkEmail`` (``POST /v2/email/outbound-bulk-emails``) -> one send per entry.
+
+    Each entry is its own message: the default template with the entry's
+    ``ReplacementTemplateData`` (else the default data) and ``ReplacementHeaders`` (else the
+    default headers). ``params`` is the request without its entries plus ``Entry``.
+    """
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise ApiError(400, "SerializationException", "Invalid JSON in request body.") from None
+    if not isinstance(doc, dict):
+        raise ApiError(400, "SerializationException", "Request body must be a JSON object.")
+    template = ((doc.get("DefaultContent") or {}).get("Template")) or {}
+    name = template.get("TemplateName") or template.get("TemplateArn")
+    if not isinstance(name, str) or not name:
+        raise _v2_bad("DefaultContent.Template needs TemplateName or TemplateArn.")
+    entries = doc.get("BulkEmailEntries")
+    if not isinstance(entries, list) or not entries:
+        raise _v2_bad("BulkEmailEntries is required.")
+    if len(entries) > MAX_RECIPIENTS:
+        raise _v2_bad(f"BulkEmailEntries count exceeds {MAX_RECIPIENTS}.")
+    sender = doc.get("FromEmailAddress")
+    if not isinstance(sender, str) or not sender:
+        raise _v2_bad("FromEmailAddress is required.")
+    common = {k: v for k, v in doc.items() if k != "BulkEmailEntries"}
+    sends = []
+    for entry in entries:
+        if not isinstance(entry, dict) or not isinstance(entry.get("Destination"), dict):
+            raise _v2_bad("Each BulkEmailEntry needs a Destination.")
+        replacement = (entry.get("ReplacementEmailContent") or {}).get("ReplacementTemplate")
+        data = (replacement or {}).get("ReplacementTemplateData", template.get("TemplateData"))
+        headers = entry.get("ReplacementHeaders", template.get("Headers"))
+        send = SendRequest(
+            api="sesv2",
+            to=_addresses(entry["Destination"], "ToAddresses"),
+            cc=_addresses(entry["Destination"], "CcAddresses"),
+            bcc=_addresses(entry["Destination"], "BccAddresses"),
+            reply_to=_addresses(doc, "ReplyToAddresses"),
+            sender=sender,
+            subject=f"[template {name}]",
+            params={**common, "Entry": entry},
+            headers=_name_values(headers, "ReplacementHeaders"),
+            template=name,
+            template_data=data if isinstance(data, str) else None,
+        )
+        _check_count(send, v2=True)
+        sends.append(send)
+    return sends
+
+
+def v2_bulk_sent(results: list[dict[str, str]], request_id: str) -> Reply:
+    return Reply(
+        200,
+        orjson.dumps({"BulkEmailEntryResults": results}),
+        "application/json",
+        {"x-amzn-RequestId": request_id},
+    )
+
+
+def bulk_entry_error(error: ApiError) -> dict[str, str]:
+    """The entry result SES gives where a single send would have failed with ``error``."""
+    if error.message == DAILY_EXCEEDED:
+        status = "ACCOUNT_DAILY_QUOTA_EXCEEDED"
+    elif error.message == RATE_EXCEEDED:
+        status = "ACCOUNT_THROTTLED"
+    elif error.status >= 500:
+        status = "TRANSIENT_FAILURE"
+    else:
+        status = "FAILED"
+    return {"Status": status, "Error": error.message}
 
 
 def _check_count(send: SendRequest, *, v2: bool) -> None:

@@ -5,6 +5,8 @@ It speaks, on one port:
 
 - SESv2: ``POST /v2/email/outbound-emails`` (Simple, Raw and Template content) and
   ``GET /v2/email/account``, JSON, errors as ``{"message"}`` + ``x-amzn-ErrorType``;
+- SESv2 ``POST /v2/email/outbound-bulk-emails`` (``SendBulkEmail``, stored template): each
+  entry is accepted or refused on its own and answered in ``BulkEmailEntryResults``;
 - SES v1 (Query API): ``POST /`` with ``Action=SendEmail | SendRawEmail |
   SendTemplatedEmail | GetSendQuota``, XML answers and ``ErrorResponse``;
 - DirectMail RPC: ``POST /`` (or ``GET /?...``) with ``Action=SingleSendMail`` and the common
@@ -52,7 +54,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qsl
 
 from aiohttp import web
@@ -100,6 +102,7 @@ def _large_requests(
 
 
 _UNLIMITED = 1_000_000_000.0  # what the quota actions report when no quota is set
+_Parsed = TypeVar("_Parsed", SendRequest, list[SendRequest])
 _STATS = (
     "accepted",
     "recipients",
@@ -111,6 +114,7 @@ _STATS = (
     "lost",
     "slowed",
     "rejected",
+    "bulk_calls",
 )
 
 
@@ -404,6 +408,16 @@ class Sandbox:
             return ses.v2_account(self._quota_now(), request_id)
         if path == SUPPRESSION_PATH:
             return self.suppression.handle(request.method, query, body, self._clock(), request_id)
+        if path == ses.V2_BULK and request.method == "POST":  # SendBulkEmail: entry by entry
+            results = []
+            for entry in self._parsed(ses.parse_v2_bulk, body):
+                try:
+                    message_id = await self._deliver(request, entry, ses.injected)
+                    results.append({"Status": "SUCCESS", "MessageId": message_id})
+                except ApiError as err:
+                    results.append(ses.bulk_entry_error(err))
+            self.stats["bulk_calls"] += 1
+            return ses.v2_bulk_sent(results, request_id)
         if path != ses.V2_SEND or request.method != "POST":
             raise ApiError(404, "UnknownOperationException", "Unknown operation")
         send = self._parsed(ses.parse_v2_send, body)
@@ -444,7 +458,7 @@ class Sandbox:
         env_id = await self._deliver(request, send, dm.injected)
         return dm.sent(env_id, request_id)
 
-    def _parsed(self, parse: Callable[[Any], SendRequest], arg: Any) -> SendRequest:
+    def _parsed(self, parse: Callable[[Any], _Parsed], arg: Any) -> _Parsed:
         try:
             return parse(arg)
         except ApiError:

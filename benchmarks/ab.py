@@ -1,0 +1,64 @@
+"""Before/after: the same campaign through two source trees, interleaved, one sink.
+
+    python -m benchmarks.ab BEFORE_TREE AFTER_TREE [--n 20000] [--latency 0] [--repeats 2]
+
+Each run is the bulkmail CLI with the defaults (no ``--concurrency``) in its own process,
+with ``PYTHONPATH`` set to the tree; the sink counts the connections each run opened. For a
+change on a branch: ``git worktree add /tmp/before main`` and compare ``/tmp/before .``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from benchmarks.run import sink, sink_stats, write_campaign
+
+_RUN = """
+import sys
+from bulkmail.cli import main
+main([sys.argv[1], "--endpoint", sys.argv[2], "--json", "--quiet"])
+"""
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("trees", nargs=2)
+    parser.add_argument("--n", type=int, default=20000)
+    parser.add_argument("--latency", type=float, default=0.0)
+    parser.add_argument("--repeats", type=int, default=2)
+    args = parser.parse_args(argv)
+    env = dict(os.environ)
+    env.setdefault("AWS_ACCESS_KEY_ID", "AKIDBENCHEXAMPLE")
+    env.setdefault("AWS_SECRET_ACCESS_KEY", "bench/secret/key/EXAMPLE")
+    with tempfile.TemporaryDirectory() as tmp, sink(latency=args.latency) as url:
+        path = write_campaign(Path(tmp), args.n, rate=1_000_000)
+        for repeat in range(args.repeats):
+            for tree in args.trees:
+                for stale in path.parent.glob("campaign.journal.sqlite*"):
+                    stale.unlink()
+                before = sink_stats(url)
+                started = time.perf_counter()
+                subprocess.run(
+                    [sys.executable, "-c", _RUN, str(path), url],
+                    env={**env, "PYTHONPATH": str(Path(tree).resolve())},
+                    cwd=Path(tree).resolve(),  # "-c" puts the working directory first
+                    capture_output=True,
+                    check=True,
+                )
+                wall = time.perf_counter() - started
+                after = sink_stats(url)
+                print(
+                    f"run {repeat + 1} {tree:24s} {args.n / wall:8,.0f}/s  "
+                    f"{after['connections'] - before['connections']} connections",
+                    flush=True,
+                )
+
+
+if __name__ == "__main__":
+    main()
