@@ -159,3 +159,16 @@ async def test_an_expiring_session_token_is_refreshed_mid_run_without_a_failed_r
     assert sender.stopped is None
     assert len({to for a in sandbox.accepted for to in a.to}) == 60 == len(sandbox.accepted)
     assert issuer.calls == 2 and source.refreshes == 1
+
+
+def test_keys_in_the_environment_skip_botocore(monkeypatch: pytest.MonkeyPatch) -> None:
+    # botocore's chain would answer the same keys (the environment comes first) and cannot
+    # refresh them; importing it costs ~0.3 s of start-up, so the env reader answers.
+    from bulkmail.credentials import aws_credential_source
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDENVONLY")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "env-secret")
+    monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
+    source = aws_credential_source()
+    assert source.method == "env-or-file"
+    assert source.current().access_key_id == "AKIDENVONLY"

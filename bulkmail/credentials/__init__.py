@@ -31,14 +31,19 @@ def aws_credential_source(
 ) -> AwsCredentialSource:
     """Where a run's AWS credentials come from, resolved now (at start-up).
 
-    ``use_botocore`` defaults to: botocore is installed and ``environ`` is the process
-    environment (botocore reads only that). ``kwargs`` go to :class:`AwsCredentialSource`
-    (``clock``, ``margin``, ``retry_after``).
+    ``use_botocore`` defaults to: botocore is installed, ``environ`` is the process
+    environment (botocore reads only that) and holds no access key pair of its own.
+    ``kwargs`` go to :class:`AwsCredentialSource` (``clock``, ``margin``, ``retry_after``).
     """
     from bulkmail.credentials import _botocore
 
     if use_botocore is None:
-        use_botocore = (environ is None or environ is os.environ) and _botocore.available()
+        env = os.environ if environ is None else environ
+        # Keys in the environment come first in botocore's chain too and cannot be
+        # refreshed: read them directly and skip importing botocore (~0.3 s at start-up).
+        static = bool(env.get("AWS_ACCESS_KEY_ID") and env.get("AWS_SECRET_ACCESS_KEY"))
+        use_botocore = (environ is None or environ is os.environ) and not static
+        use_botocore = use_botocore and _botocore.available()
     if use_botocore:
         return _botocore.botocore_source(**kwargs)
     creds = aws_from_env(environ)

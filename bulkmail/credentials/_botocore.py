@@ -31,11 +31,9 @@ _WHERE = (
 
 def available() -> bool:
     """Whether botocore is installed (``pip install bulkmail[aws]``)."""
-    try:
-        import botocore.session  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    import importlib.util
+
+    return importlib.util.find_spec("botocore") is not None
 
 
 def botocore_source(**kwargs: Any) -> AwsCredentialSource:
