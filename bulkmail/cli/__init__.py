@@ -26,6 +26,10 @@ COMMANDS: dict[str, str] = {
     "check": "bulkmail.cli.send:cmd_check",
     "sandbox": "bulkmail.cli.sandbox:cmd_sandbox",
     "smtp-password": "bulkmail.cli.tools:cmd_smtp_password",
+    "enqueue": "bulkmail.cli.fleet:cmd_enqueue",
+    "worker": "bulkmail.cli.fleet:cmd_worker",
+    "status": "bulkmail.cli.fleet:cmd_status",
+    "results": "bulkmail.cli.fleet:cmd_results",
 }
 
 Command = Callable[[Sequence[str], TextIO, TextIO], int]

@@ -1,0 +1,140 @@
+"""The fleet end to end in one process: enqueue into a real valkey-server, a worker sends to
+the embedded sandbox, the results file has the local run's schema."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from pathlib import Path
+
+import orjson
+import pytest
+
+from bulkmail.api import load_campaign
+from bulkmail.books.base import RowOutcome
+from bulkmail.errors import ConfigError, JournalError
+from bulkmail.fleet.books import RedisBooks
+from bulkmail.fleet.enqueue import enqueue_campaign
+from bulkmail.fleet.intake import RedisIntake
+from bulkmail.fleet.keys import CampaignKeys
+from bulkmail.fleet.link import Link
+from bulkmail.fleet.status import campaign_status, export_results
+from bulkmail.fleet.worker import WorkerOptions, run_worker
+from bulkmail.servers.sandbox import SANDBOX_AWS, Sandbox
+from tests.fleet_conftest import ValkeyServer
+
+
+def write_campaign(folder: Path, n: int, *, name: str = "fleet-news", extra: str = "") -> Path:
+    rows = ["email,first_name"]
+    rows += [f"r{i}@example.com,R{i}" for i in range(n)]
+    rows += ["r1@example.com,Again", "not-an-address,X", "gone@example.com,G"]
+    (folder / "list.csv").write_text("\n".join(rows) + "\n")
+    (folder / "suppress.txt").write_text("gone@example.com\n")
+    path = folder / "campaign.yaml"
+    path.write_text(
+        f"name: {name}\nprovider: {{name: ses, region: us-east-1}}\nrate: 500\n"
+        'from: "News <news@example.com>"\nsubject: "Hi {{ first_name }}"\n'
+        "text: Hello {{ first_name }}\nrecipients: list.csv\nsuppress: suppress.txt\n" + extra
+    )
+    return path
+
+
+@pytest.fixture
+def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", SANDBOX_AWS.access_key_id)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SANDBOX_AWS.secret_access_key)
+
+
+async def test_enqueue_twice_adds_nothing_twice(valkey: ValkeyServer, tmp_path: Path) -> None:
+    campaign = load_campaign(write_campaign(tmp_path, 450))
+    link = Link.from_url(valkey.url)
+    try:
+        first = await enqueue_campaign(link, campaign, chunk=100)
+        second = await enqueue_campaign(link, campaign, chunk=100)
+        counts = await RedisBooks(link, campaign.name).counts()
+        length = await link.call(lambda r: r.xlen(CampaignKeys(campaign.name).stream))
+        meta = await link.call(lambda r: r.hgetall(CampaignKeys(campaign.name).meta))
+    finally:
+        await link.close()
+    assert first.enqueued == 450 and second.enqueued == 0
+    assert second.resumed_after == first.through == 454
+    assert counts["pending"] == 450 and counts["skipped"] == 3 and counts["total"] == 453
+    assert length == 5  # 450 sendable rows in chunks of 100
+    assert not any(b"SECRET" in v.upper() for v in meta.values())  # no credential stored
+
+
+async def test_changed_campaign_is_refused(valkey: ValkeyServer, tmp_path: Path) -> None:
+    path = write_campaign(tmp_path, 5)
+    link = Link.from_url(valkey.url)
+    try:
+        await enqueue_campaign(link, load_campaign(path))
+        path.write_text(path.read_text().replace("Hello", "Howdy"))
+        with pytest.raises(ConfigError, match="other content"):
+            await enqueue_campaign(link, load_campaign(path))
+    finally:
+        await link.close()
+
+
+async def test_worker_sends_everyone_once_and_exports_results(
+    valkey: ValkeyServer, tmp_path: Path, aws_env: None
+) -> None:
+    campaign = load_campaign(write_campaign(tmp_path, 300))
+    link = Link.from_url(valkey.url)
+    try:
+        await enqueue_campaign(link, campaign, chunk=50)
+        async with Sandbox() as sandbox:
+            options = WorkerOptions(exit_when_done=True, endpoint=sandbox.url, visibility=3)
+            summaries = await run_worker(link, options, asyncio.Event())
+            sent_to = Counter(a.to[0] for a in sandbox.accepted)
+        status = await campaign_status(link, campaign.name)
+        out = tmp_path / "results.jsonl"
+        written = await export_results(link, campaign.name, out)
+        ttl = await link.call(lambda r: r.ttl(CampaignKeys(campaign.name).state))
+    finally:
+        await link.close()
+    assert summaries[campaign.name].counts["sent"] == 300
+    assert len(sent_to) == 300 and set(sent_to.values()) == {1}
+    assert status.counts["sent"] == 300 and status.counts["pending"] == 0
+    assert written == 303
+    records = [orjson.loads(line) for line in out.read_bytes().splitlines()]
+    assert list(records[0]) == [
+        "line", "email", "status", "message_id", "error_code", "error", "attempts",
+        "possible_duplicate", "first_attempt_at", "finished_at",
+    ]  # fmt: skip
+    skipped = {r["email"]: r["error_code"] for r in records if r["status"] == "skipped"}
+    assert skipped == {
+        "r1@example.com": "duplicate",
+        "not-an-address": "invalid_address",
+        "gone@example.com": "suppressed",
+    } or set(skipped.values()) >= {"duplicate", "suppressed"}
+    assert all(r["message_id"] for r in records if r["status"] == "sent")
+    assert 0 < ttl <= 7 * 86400  # a finished campaign expires
+
+
+async def test_reclaimed_chunk_flags_rows_that_were_in_flight(
+    valkey: ValkeyServer, tmp_path: Path
+) -> None:
+    campaign = load_campaign(write_campaign(tmp_path, 10))
+    link = Link.from_url(valkey.url)
+    try:
+        await enqueue_campaign(link, campaign, chunk=100)
+        books = RedisBooks(link, campaign.name)
+        dead = RedisIntake(link, campaign.name, consumer="dead", visibility=0.2, wait=False)
+        batches = dead.batches()
+        batch = await anext(batches)
+        ids = [row.id for row in batch.rows]
+        await books.mark_in_flight(ids[:3])  # three requests left, then the worker died
+        await books.record([RowOutcome(ids[3], "sent", message_id="m", attempts=1)])
+        await batches.aclose()
+        await asyncio.sleep(0.3)
+        alive = RedisIntake(link, campaign.name, consumer="alive", visibility=0.2, wait=False)
+        taken = await anext(alive.batches())
+        with pytest.raises(JournalError):
+            await books.mark_in_flight([ids[3]])  # final rows are never handed out again
+    finally:
+        await link.close()
+    assert taken.resumed and taken.token == batch.token
+    flagged = {row.id for row in taken.rows if row.possible_duplicate}
+    assert flagged == set(ids[:3])
+    assert {row.id for row in taken.rows} == set(ids) - {ids[3]}
+    assert alive.requeued == 3
