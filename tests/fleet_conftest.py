@@ -34,7 +34,7 @@ class ValkeyServer:
 
     folder: Path
     port: int
-    fsync: str = "always"
+    fsync: str = "everysec"
     proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -44,9 +44,23 @@ class ValkeyServer:
     def start(self) -> None:
         self.proc = subprocess.Popen(
             [
-                str(server_binary()), "--port", str(self.port), "--bind", "127.0.0.1",
-                "--dir", str(self.folder), "--save", "", "--appendonly", "yes",
-                "--appendfsync", self.fsync, "--protected-mode", "no", "--loglevel", "warning",
+                str(server_binary()),
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                str(self.folder),
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                self.fsync,
+                "--protected-mode",
+                "no",
+                "--loglevel",
+                "warning",
             ],  # fmt: skip
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

@@ -137,6 +137,7 @@ def cmd_worker(argv: Sequence[str], out: TextIO, err: TextIO) -> int:
         try:
             return await run_worker(link, options, stop, state)
         finally:
+            print(f"redis round trips {link.trips}", file=out, flush=True)
             if metrics is not None:
                 metrics.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

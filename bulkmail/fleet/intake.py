@@ -216,7 +216,9 @@ class RedisIntake:
                 lost = []
             for entry_id in lost:
                 self.held.pop(decode(entry_id), None)
-                log.warning("%s: chunk %s was taken over by another worker", k.name, entry_id)
+                log.warning(
+                    "%s: chunk %s was taken over by another worker", k.name, decode(entry_id)
+                )
             await asyncio.sleep(self.visibility / 3)
 
 

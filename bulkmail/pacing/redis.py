@@ -62,8 +62,9 @@ class RedisPacer:
 
     __slots__ = (
         "account", "batch", "daily_limit", "headroom", "horizon", "link", "on_exhausted",
-        "slack", "wasted", "_clock", "_cut_at", "_effective", "_error", "_intr", "_keys",
-        "_ok", "_offset", "_rate", "_refill", "_server_clock", "_slots", "_tasks", "_waiting",
+        "slack", "wasted", "_clock", "_cut_at", "_effective", "_error", "_keys",
+        "_ok", "_offset", "_rate", "_refilled", "_server_clock", "_sleepers", "_slots", "_tasks",
+        "_waiting",
         "reservations",
     )  # fmt: skip
 
@@ -105,8 +106,8 @@ class RedisPacer:
         self._ok = 0
         self._waiting = 0
         self._cut_at = -math.inf
-        self._refill: asyncio.Task[None] | None = None
-        self._intr: asyncio.Future[None] | None = None
+        self._refilled: asyncio.Future[None] | None = None
+        self._sleepers: set[asyncio.Future[None]] = set()
         self._error: type[BaseException] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self.wasted = 0  # slots dropped because the worker woke too late for them
@@ -126,15 +127,14 @@ class RedisPacer:
             raise ValueError(f"cost must be a positive number of recipients, not {cost!r}")
         if cost > max(1, math.floor(self._rate)):
             raise ValueError(f"cost {cost} can never fit in one second at {self._rate:g}/s")
-        intr = self._interrupt_future()
         self._waiting += 1
         try:
             while True:
-                at = await self._slot(cost, intr)
+                at = await self._slot(cost)
                 local = at - self._offset
                 delay = local - self._clock()
                 if delay > 0:
-                    await self._until(asyncio.sleep(delay), intr)
+                    await self._sleep(delay)
                 if self._clock() - local <= self.slack:
                     return
                 self.wasted += cost  # too late: it could bunch with the next slots
@@ -156,34 +156,33 @@ class RedisPacer:
         task.add_done_callback(self._tasks.discard)
 
     def interrupt(self, error: type[BaseException]) -> None:
+        """Fail every waiting :meth:`acquire` (sleeping for its slot or for a reservation)."""
+        waiting = list(self._sleepers)
+        if self._refilled is not None:
+            waiting.append(self._refilled)
+            self._refilled = None
+        self._sleepers.clear()
+        for future in waiting:
+            if not future.done():
+                future.set_exception(error())
         self._error = error
-        intr, self._intr = self._intr, None
-        if intr is not None and not intr.done():
-            intr.set_result(None)
 
     # -- slots -----------------------------------------------------------------------------
 
-    def _interrupt_future(self) -> asyncio.Future[None]:
-        if self._intr is None or self._intr.done():
-            self._intr = asyncio.get_running_loop().create_future()
-        return self._intr
-
-    async def _until(self, aw: Any, intr: asyncio.Future[None]) -> None:
-        job = asyncio.ensure_future(aw)
+    async def _sleep(self, delay: float) -> None:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        timer = loop.call_later(delay, _wake, future)
+        self._sleepers.add(future)
         try:
-            await asyncio.wait({job, intr}, return_when=asyncio.FIRST_COMPLETED)
+            await future
         finally:
-            if not job.done():
-                job.cancel()
-        if intr.done() and self._error is not None:
-            raise self._error()
-        job.result()
+            timer.cancel()
+            self._sleepers.discard(future)
 
-    async def _slot(self, cost: int, intr: asyncio.Future[None]) -> float:
+    async def _slot(self, cost: int) -> float:
         """The server time at which ``cost`` slots (taken now) allow a send."""
         while True:
-            if intr.done() and self._error is not None:
-                raise self._error()
             now = self._clock() + self._offset
             slots = self._slots
             while slots and slots[0] < now - self.slack:
@@ -194,9 +193,27 @@ class RedisPacer:
                 for _ in range(cost):
                     at = slots.popleft()
                 return at
-            if self._refill is None or self._refill.done():
-                self._refill = asyncio.get_running_loop().create_task(self._reserve(cost))
-            await self._until(asyncio.shield(self._refill), intr)
+            if self._refilled is None:
+                loop = asyncio.get_running_loop()
+                self._refilled = loop.create_future()
+                task = loop.create_task(self._refill_for(cost, self._refilled))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+            await asyncio.shield(self._refilled)
+
+    async def _refill_for(self, cost: int, done: asyncio.Future[None]) -> None:
+        try:
+            await self._reserve(cost)
+        except BaseException as exc:
+            if not done.done():
+                done.set_exception(exc if isinstance(exc, Exception) else RuntimeError())
+                done.exception()  # retrieved: a waiter may have gone
+            raise
+        finally:
+            if self._refilled is done:
+                self._refilled = None
+        if not done.done():
+            done.set_result(None)
 
     async def _reserve(self, cost: int) -> None:
         want = max(cost, min(self.batch, max(20, self._waiting + 10)))
@@ -222,6 +239,7 @@ class RedisPacer:
 
     def _exhausted(self) -> None:
         if self.on_exhausted is not None:
+            self._error = None
             self.on_exhausted()  # the sender stops and interrupts every waiter
             if self._error is not None:
                 return
@@ -236,3 +254,8 @@ class RedisPacer:
             "pace_throttle", [self._keys[0]], [repr(self._rate), test_now]
         )
         self._effective = float(reply)
+
+
+def _wake(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
