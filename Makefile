@@ -54,6 +54,7 @@ test: install-test lint typecheck
 
 bench: install-bench
 	$(BIN)/python -m benchmarks.run
+	$(BIN)/python -m benchmarks.run fleet
 
 clean:
 	rm -rf $(VENV) examples/outbox examples/*.journal.sqlite* examples/*.results.jsonl

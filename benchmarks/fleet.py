@@ -189,9 +189,8 @@ def run(
             cmd = [py, "-m", "bulkmail", "worker", "--redis", redis.url, "--exit-when-done",
                    "--endpoint", url, "--visibility-timeout", str(visibility)]  # fmt: skip
             started = time.monotonic()
-            procs = [
-                subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL) for _ in range(workers)
-            ]
+            logs = [(folder / f"w{i}.log").open("w") for i in range(workers + 1)]
+            procs = [subprocess.Popen(cmd, env=env, stdout=logs[i]) for i in range(workers)]
             events: list[str] = []
             pending = sorted(
                 [(t, what) for t, what in ((kill, "kill"), (restart_redis, "restart")) if t]
@@ -201,7 +200,7 @@ def run(
                 if what == "kill":
                     procs[0].send_signal(signal.SIGKILL)
                     procs[0].wait()
-                    procs.append(subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL))
+                    procs.append(subprocess.Popen(cmd, env=env, stdout=logs[-1]))
                 else:
                     redis.stop()
                     time.sleep(0.5)
@@ -217,10 +216,15 @@ def run(
                 check=True, env=env, stdout=subprocess.DEVNULL,
             )  # fmt: skip
             rows = [json.loads(line) for line in out.read_text().splitlines()]
+            for log in logs:
+                log.close()
+            worker_out = [(folder / f"w{i}.log").read_text() for i in range(len(logs))]
         finally:
             sinkp.terminate()
             sinkp.wait()
             redis.stop()
+    trips = sum(int(m) for text in worker_out for m in re.findall(r"round trips (\d+)", text))
+    pacer = [line for text in worker_out for line in text.splitlines() if "pacer" in line]
     flagged = {r["email"] for r in rows if r["possible_duplicate"]}
     missing = [f"r{i}@example.com" for i in range(n) if f"r{i}@example.com" not in recorded]
     repeated = {a for a, c in recorded.items() if c > 1}
@@ -233,6 +237,8 @@ def run(
         "elapsed_s": round(elapsed, 2),
         "sends_per_s": round(stats["accepted"] / elapsed, 1),
         "accepted": stats["accepted"],
+        "redis_trips_per_recipient": round(trips / max(1, n), 4),
+        "pacer": pacer,
         "throttled": stats["throttled"],
         "max_window": stats["max_window"],
         "missing": len(missing),

@@ -258,7 +258,7 @@ def main(argv: list[str] | None = None) -> None:
         "mode",
         nargs="?",
         default="throughput",
-        choices=["throughput", "pacing", "latency", "memory", "resume"],
+        choices=["throughput", "pacing", "latency", "memory", "resume", "fleet"],
     )
     parser.add_argument("--n", type=int, default=20000)
     parser.add_argument("--repeats", type=int, default=2)
@@ -269,6 +269,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rate", type=float, default=2000.0)
     parser.add_argument("--latency", type=float, default=0.08)
     args = parser.parse_args(argv)
+    if args.mode == "fleet":  # 1, 2, 4 workers unpaced, then 4 workers at --rate
+        from benchmarks import fleet
+
+        fleet.main(["table", "--n", str(args.n)])
+        fleet.main(["pacing", "--n", str(args.n), "--rate", str(args.rate)])
+        return
     if args.mode == "throughput":
         throughput(args)
     elif args.mode == "pacing":

@@ -138,6 +138,10 @@ def cmd_worker(argv: Sequence[str], out: TextIO, err: TextIO) -> int:
             return await run_worker(link, options, stop, state)
         finally:
             print(f"redis round trips {link.trips}", file=out, flush=True)
+            for name, pacer in state.pacers.items():
+                wasted = getattr(pacer, "wasted", 0)
+                reservations = getattr(pacer, "reservations", 0)
+                print(f"{name}: pacer reservations {reservations}, slots wasted {wasted}", file=out)
             if metrics is not None:
                 metrics.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

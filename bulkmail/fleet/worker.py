@@ -70,6 +70,7 @@ class WorkerState:
     runs: dict[str, CampaignRun] = field(default_factory=dict)
     intakes: dict[str, RedisIntake] = field(default_factory=dict)
     summaries: dict[str, Summary] = field(default_factory=dict)
+    pacers: dict[str, Pacer] = field(default_factory=dict)
 
 
 def account_key(campaign: Campaign, environ: dict[str, str] | None = None) -> str:
@@ -170,6 +171,7 @@ async def _run(
     )
     if isinstance(pacer, RedisPacer):
         pacer.on_exhausted = _stopper(sender, pacer)
+    state.pacers[name] = pacer
     while True:
         intake = RedisIntake(
             link,
