@@ -222,6 +222,8 @@ def run(
         finally:
             sinkp.terminate()
             sinkp.wait()
+            if sinkp.stdout is not None:
+                sinkp.stdout.close()
             redis.stop()
     trips = sum(int(m) for text in worker_out for m in re.findall(r"round trips (\d+)", text))
     pacer = [line for text in worker_out for line in text.splitlines() if "pacer" in line]
