@@ -24,6 +24,7 @@ from typing import Any
 from bulkmail.api import make_provider, open_provider
 from bulkmail.books.base import PendingRow
 from bulkmail.delivery.engine import CampaignRun, Compose
+from bulkmail.delivery.gate import Gate
 from bulkmail.delivery.progress import Summary
 from bulkmail.delivery.quota import resolve_rate
 from bulkmail.delivery.sender import RetryPolicy, Sender
@@ -44,6 +45,8 @@ log = logging.getLogger("bulkmail.fleet")
 
 #: At or above this rate the campaign is unpaced: no shared pacer (benchmarks, a relay).
 UNPACED = 100_000.0
+#: Requests a worker may have waiting for a slot or in flight, at least (see _run).
+GATE_FLOOR = 64
 
 
 @dataclass(slots=True, kw_only=True)
@@ -171,6 +174,14 @@ async def _run(
     )
     if isinstance(pacer, RedisPacer):
         pacer.on_exhausted = _stopper(sender, pacer)
+        # A worker's requests wait for their fleet slot while holding a gate place, so
+        # Little's law needs room for that wait too (the Sender's own floor is 8). A small
+        # hook on Sender (gate_floor=) would be cleaner; this keeps the engine untouched.
+        sender._gate = Gate(
+            lambda: sender.limiter.effective_rate,
+            floor=GATE_FLOOR,
+            cap=options.concurrency or campaign.concurrency or 512,
+        )
     state.pacers[name] = pacer
     while True:
         intake = RedisIntake(

@@ -63,7 +63,8 @@ class RedisPacer:
     __slots__ = (
         "account", "batch", "daily_limit", "headroom", "horizon", "link", "on_exhausted",
         "slack", "wasted", "_clock", "_cut_at", "_effective", "_error", "_keys",
-        "_ok", "_offset", "_rate", "_refilled", "_server_clock", "_sleepers", "_slots", "_tasks",
+        "_low", "_ok", "_offset", "_taken", "_rate", "_refilled", "_server_clock", "_sleepers",
+        "_slots", "_tasks",
         "_waiting",
         "reservations",
     )  # fmt: skip
@@ -110,6 +111,8 @@ class RedisPacer:
         self._sleepers: set[asyncio.Future[None]] = set()
         self._error: type[BaseException] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._taken = 0  # slots used since the last reservation
+        self._low = 0  # reserve more once fewer than this many are left
         self.wasted = 0  # slots dropped because the worker woke too late for them
         self.reservations = 0
 
@@ -192,23 +195,30 @@ class RedisPacer:
                 at = slots[0]
                 for _ in range(cost):
                     at = slots.popleft()
+                self._taken += cost
+                if len(slots) < self._low and self._refilled is None:
+                    self._start_refill(cost)  # ahead of need: the account's slots stay contiguous
                 return at
             if self._refilled is None:
-                loop = asyncio.get_running_loop()
-                self._refilled = loop.create_future()
-                task = loop.create_task(self._refill_for(cost, self._refilled))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
+                self._start_refill(cost)
+            assert self._refilled is not None
             await asyncio.shield(self._refilled)
+
+    def _start_refill(self, cost: int) -> None:
+        loop = asyncio.get_running_loop()
+        self._refilled = loop.create_future()
+        task = loop.create_task(self._refill_for(cost, self._refilled))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _refill_for(self, cost: int, done: asyncio.Future[None]) -> None:
         try:
             await self._reserve(cost)
-        except BaseException as exc:
+        except Exception as exc:  # handed to the waiters (if any are left)
             if not done.done():
-                done.set_exception(exc if isinstance(exc, Exception) else RuntimeError())
+                done.set_exception(exc)
                 done.exception()  # retrieved: a waiter may have gone
-            raise
+            return
         finally:
             if self._refilled is done:
                 self._refilled = None
@@ -216,7 +226,12 @@ class RedisPacer:
             done.set_result(None)
 
     async def _reserve(self, cost: int) -> None:
-        want = max(cost, min(self.batch, max(20, self._waiting + 10)))
+        # as many as are waiting for one now (at least 20: <= 0.05 round trips a recipient);
+        # a bigger block than the waiters can use in time would only be dropped
+        unserved = self._waiting - len(self._slots)
+        taken, self._taken = self._taken, 0
+        want = max(cost, min(self.batch, max(20, unserved, 2 * taken)))
+        self._low = want // 2
         ok, self._ok = self._ok, 0
         test_now = "" if self._server_clock is None else repr(self._server_clock())
         primary, daily = self._keys
