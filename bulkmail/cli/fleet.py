@@ -141,7 +141,12 @@ def cmd_worker(argv: Sequence[str], out: TextIO, err: TextIO) -> int:
             for name, pacer in state.pacers.items():
                 wasted = getattr(pacer, "wasted", 0)
                 reservations = getattr(pacer, "reservations", 0)
-                print(f"{name}: pacer reservations {reservations}, slots wasted {wasted}", file=out)
+                late = getattr(pacer, "late", 0)
+                print(
+                    f"{name}: pacer reservations {reservations}, slots wasted {wasted} "
+                    f"({late} woken too late)",
+                    file=out,
+                )
             if metrics is not None:
                 metrics.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

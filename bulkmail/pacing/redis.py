@@ -63,7 +63,8 @@ class RedisPacer:
     __slots__ = (
         "account", "batch", "daily_limit", "headroom", "horizon", "link", "on_exhausted",
         "slack", "wasted", "_clock", "_cut_at", "_effective", "_error", "_keys",
-        "_low", "_ok", "_offset", "_taken", "_rate", "_refilled", "_server_clock", "_sleepers",
+        "_blocked", "late", "_low", "_ok", "_offset", "_taken", "_rate", "_refilled",
+        "_server_clock", "_sleepers",
         "_slots", "_tasks",
         "_waiting",
         "reservations",
@@ -112,6 +113,8 @@ class RedisPacer:
         self._error: type[BaseException] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._taken = 0  # slots used since the last reservation
+        self._blocked = 0  # acquirers waiting for a reservation
+        self.late = 0  # of the wasted: woken too late (the others had no taker in time)
         self._low = 0  # reserve more once fewer than this many are left
         self.wasted = 0  # slots dropped because the worker woke too late for them
         self.reservations = 0
@@ -141,6 +144,7 @@ class RedisPacer:
                 if self._clock() - local <= self.slack:
                     return
                 self.wasted += cost  # too late: it could bunch with the next slots
+                self.late += cost
         finally:
             self._waiting -= 1
 
@@ -202,7 +206,11 @@ class RedisPacer:
             if self._refilled is None:
                 self._start_refill(cost)
             assert self._refilled is not None
-            await asyncio.shield(self._refilled)
+            self._blocked += 1
+            try:
+                await asyncio.shield(self._refilled)
+            finally:
+                self._blocked -= 1
 
     def _start_refill(self, cost: int) -> None:
         loop = asyncio.get_running_loop()
@@ -228,7 +236,7 @@ class RedisPacer:
     async def _reserve(self, cost: int) -> None:
         # as many as are waiting for one now (at least 20: <= 0.05 round trips a recipient);
         # a bigger block than the waiters can use in time would only be dropped
-        unserved = self._waiting - len(self._slots)
+        unserved = self._blocked - len(self._slots)
         taken, self._taken = self._taken, 0
         want = max(cost, min(self.batch, max(20, unserved, 2 * taken)))
         self._low = want // 2
