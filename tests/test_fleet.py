@@ -138,3 +138,75 @@ async def test_reclaimed_chunk_flags_rows_that_were_in_flight(
     assert flagged == set(ids[:3])
     assert {row.id for row in taken.rows} == set(ids) - {ids[3]}
     assert alive.requeued == 3
+
+
+async def test_at_most_once_holds_reclaimed_in_flight_rows_uncertain(
+    valkey: ValkeyServer, tmp_path: Path
+) -> None:
+    campaign = load_campaign(write_campaign(tmp_path, 4))
+    link = Link.from_url(valkey.url)
+    try:
+        await enqueue_campaign(link, campaign, at_most_once=True)
+        books = RedisBooks(link, campaign.name)
+        dead = RedisIntake(link, campaign.name, consumer="dead", visibility=0.2, at_most_once=True)
+        batches = dead.batches()
+        batch = await anext(batches)
+        await books.mark_in_flight([batch.rows[0].id])
+        await batches.aclose()
+        await asyncio.sleep(0.3)
+        alive = RedisIntake(
+            link, campaign.name, consumer="alive", visibility=0.2, at_most_once=True
+        )
+        taken = await anext(alive.batches())
+        counts = await books.counts()
+    finally:
+        await link.close()
+    assert batch.rows[0].id not in {row.id for row in taken.rows}
+    assert counts["uncertain"] == 1 and counts["possible_duplicate"] == 1
+    assert alive.uncertain == 1
+
+
+async def test_a_call_waits_for_redis_to_come_back(valkey: ValkeyServer) -> None:
+    link = Link.from_url(valkey.url)
+    link.max_backoff = 0.2
+    try:
+        await link.call(lambda r: r.set("k", "v"))
+        valkey.stop()
+        pending = asyncio.ensure_future(link.call(lambda r: r.get("k")))
+        await asyncio.sleep(0.5)
+        assert not pending.done()
+        await asyncio.to_thread(valkey.start)
+        value = await asyncio.wait_for(pending, 20)
+    finally:
+        await link.close()
+    assert value == b"v" and link.retries >= 1
+
+
+def test_cli_enqueue_refuses_a_bad_campaign_and_reports_counts(
+    valkey: ValkeyServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from bulkmail.cli import main
+
+    path = write_campaign(tmp_path, 20)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(path.read_text().replace("subject:", "subjet:"))
+    assert main(["enqueue", str(bad), "--redis", valkey.url]) == 2
+    assert "subjet" in capsys.readouterr().err
+    assert main(["status", "fleet-news", "--redis", valkey.url]) == 2  # nothing enqueued
+    assert main(["enqueue", str(path), "--redis", valkey.url]) == 2  # an invalid address
+    assert main(["enqueue", str(path), "--redis", valkey.url, "--allow-problems"]) == 0
+    assert "fleet-news: enqueued 20" in capsys.readouterr().out
+    assert main(["status", "fleet-news", "--redis", valkey.url, "--json"]) == 0
+    status = orjson.loads(capsys.readouterr().out.splitlines()[-1])
+    assert status["counts"]["pending"] == 20 and status["enqueued"] is True
+
+
+def test_cli_enqueue_refuses_rows_with_problems(
+    valkey: ValkeyServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from bulkmail.cli import main
+
+    path = write_campaign(tmp_path, 5)
+    path.write_text(path.read_text().replace("{{ first_name }}", "{{ city }}"))
+    assert main(["enqueue", str(path), "--redis", valkey.url]) == 2
+    assert "nothing enqueued" in capsys.readouterr().err

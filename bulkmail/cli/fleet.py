@@ -39,6 +39,11 @@ def cmd_enqueue(argv: Sequence[str], out: TextIO, err: TextIO) -> int:
     _redis(p)
     p.add_argument("--at-most-once", action="store_true", help="hold ambiguous rows uncertain")
     p.add_argument(
+        "--allow-problems",
+        action="store_true",
+        help="enqueue even if some rows have problems (they are skipped, as a local run does)",
+    )
+    p.add_argument(
         "--expire", type=int, default=7 * 86400, help="seconds a finished campaign is kept"
     )
     args = p.parse_args(argv)
@@ -53,9 +58,12 @@ def cmd_enqueue(argv: Sequence[str], out: TextIO, err: TextIO) -> int:
         return 2
     campaign_to_data(campaign)  # attachment_column and unreadable files refused here
     report = api.check_campaign(campaign)
-    if report.problems:
+    if report.problems and not args.allow_problems:
         _print_check(report, False, err)
-        print("bulkmail: nothing enqueued: fix the rows above first", file=err)
+        print(
+            "bulkmail: nothing enqueued: fix the rows above first (or --allow-problems)",
+            file=err,
+        )
         return 2
 
     async def main() -> dict[str, int]:
