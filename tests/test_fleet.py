@@ -210,3 +210,34 @@ def test_cli_enqueue_refuses_rows_with_problems(
     path.write_text(path.read_text().replace("{{ first_name }}", "{{ city }}"))
     assert main(["enqueue", str(path), "--redis", valkey.url]) == 2
     assert "nothing enqueued" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+async def test_a_drained_worker_hands_its_chunks_back_and_another_finishes(
+    valkey: ValkeyServer, tmp_path: Path, aws_env: None
+) -> None:
+    path = write_campaign(tmp_path, 400)
+    path.write_text(path.read_text().replace("rate: 500", "rate: 200"))
+    campaign = load_campaign(path)
+    link = Link.from_url(valkey.url)
+    try:
+        await enqueue_campaign(link, campaign, chunk=50)
+        async with Sandbox() as sandbox:
+            stop = asyncio.Event()
+            options = WorkerOptions(endpoint=sandbox.url, visibility=30, consumer="first")
+            first = asyncio.ensure_future(run_worker(link, options, stop))
+            while len(sandbox.accepted) < 100:
+                await asyncio.sleep(0.05)
+            stop.set()  # SIGTERM: drain
+            await asyncio.wait_for(first, 30)
+            middle = await RedisBooks(link, campaign.name).counts()
+            options = WorkerOptions(
+                exit_when_done=True, endpoint=sandbox.url, visibility=30, consumer="second"
+            )
+            await asyncio.wait_for(run_worker(link, options, asyncio.Event()), 30)
+            sent_to = Counter(a.to[0] for a in sandbox.accepted)
+        counts = await RedisBooks(link, campaign.name).counts()
+    finally:
+        await link.close()
+    assert middle["in_flight"] == 0 and 0 < middle["sent"] < 400
+    assert counts["sent"] == 400 and len(sent_to) == 400 and set(sent_to.values()) == {1}
