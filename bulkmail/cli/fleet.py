@@ -135,6 +135,8 @@ def cmd_worker(argv: Sequence[str], out: TextIO, err: TextIO) -> int:
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError):
                 loop.add_signal_handler(sig, on_signal)
+        with contextlib.suppress(NotImplementedError):  # kill -USR1: where is every task?
+            loop.add_signal_handler(signal.SIGUSR1, _dump_tasks, err)
         link = Link.from_url(args.redis)
         state = WorkerState()
         metrics = None
@@ -180,6 +182,12 @@ def cmd_worker(argv: Sequence[str], out: TextIO, err: TextIO) -> int:
         if s.stop_kind in ("fatal", "quota"):
             code = 1
     return code
+
+
+def _dump_tasks(err: TextIO) -> None:
+    for task in asyncio.all_tasks():
+        task.print_stack(limit=12, file=err)
+    err.flush()
 
 
 def cmd_status(argv: Sequence[str], out: TextIO, err: TextIO) -> int:
