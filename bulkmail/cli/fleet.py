@@ -68,6 +68,7 @@ def cmd_enqueue(argv: Sequence[str], out: TextIO, err: TextIO) -> int:
 
     async def main() -> dict[str, int]:
         link = Link.from_url(args.redis)
+        link.patience = 30.0
         try:
             done = await enqueue_campaign(
                 link, campaign, at_most_once=args.at_most_once, ttl=args.expire
@@ -201,6 +202,7 @@ def cmd_status(argv: Sequence[str], out: TextIO, err: TextIO) -> int:
 
     async def main() -> Any:
         link = Link.from_url(args.redis)
+        link.patience = 30.0
         try:
             return await campaign_status(link, args.name)
         finally:
@@ -235,6 +237,7 @@ def cmd_results(argv: Sequence[str], out: TextIO, err: TextIO) -> int:
 
     async def main() -> int:
         link = Link.from_url(args.redis)
+        link.patience = 30.0
         try:
             return await export_results(link, args.name, args.out)
         finally:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from importlib import resources
 from typing import Any, TypeVar
@@ -65,6 +66,8 @@ class Link:
         self._shas: dict[str, str] = {}
         self._sources: dict[str, str] = {}
         self.max_backoff = 2.0
+        #: Give up after this many seconds of Redis being away (None: never, for workers).
+        self.patience: float | None = None
 
     @classmethod
     def from_url(cls, url: str) -> Link:
@@ -93,6 +96,7 @@ class Link:
     ) -> T:
         """Run ``step`` (one round trip); while Redis is away, wait and run it again."""
         delay = 0.05
+        deadline = None if self.patience is None else time.monotonic() + self.patience
         while True:
             self.trips += 1
             try:
@@ -100,6 +104,10 @@ class Link:
             except TRANSIENT as exc:
                 if not retry:
                     raise
+                if deadline is not None and time.monotonic() > deadline:
+                    raise FleetError(
+                        f"redis at {self.display} unavailable ({_kind(exc)})"
+                    ) from None
                 self.retries += 1
                 if on_retry is not None:
                     on_retry()
