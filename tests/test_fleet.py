@@ -9,6 +9,7 @@ from pathlib import Path
 
 import orjson
 import pytest
+from prometheus_client import CollectorRegistry, generate_latest
 
 from bulkmail.api import load_campaign
 from bulkmail.books.base import RowOutcome
@@ -18,8 +19,9 @@ from bulkmail.fleet.enqueue import enqueue_campaign
 from bulkmail.fleet.intake import RedisIntake
 from bulkmail.fleet.keys import CampaignKeys
 from bulkmail.fleet.link import Link
+from bulkmail.fleet.metrics import WorkerCollector
 from bulkmail.fleet.status import campaign_status, export_results
-from bulkmail.fleet.worker import WorkerOptions, run_worker
+from bulkmail.fleet.worker import WorkerOptions, WorkerState, run_worker
 from bulkmail.servers.sandbox import SANDBOX_AWS, Sandbox
 from tests.fleet_conftest import ValkeyServer
 
@@ -84,7 +86,8 @@ async def test_worker_sends_everyone_once_and_exports_results(
         await enqueue_campaign(link, campaign, chunk=50)
         async with Sandbox() as sandbox:
             options = WorkerOptions(exit_when_done=True, endpoint=sandbox.url, visibility=3)
-            summaries = await run_worker(link, options, asyncio.Event())
+            state = WorkerState()
+            summaries = await run_worker(link, options, asyncio.Event(), state)
             sent_to = Counter(a.to[0] for a in sandbox.accepted)
         status = await campaign_status(link, campaign.name)
         out = tmp_path / "results.jsonl"
@@ -109,6 +112,11 @@ async def test_worker_sends_everyone_once_and_exports_results(
     } or set(skipped.values()) >= {"duplicate", "suppressed"}
     assert all(r["message_id"] for r in records if r["status"] == "sent")
     assert 0 < ttl <= 7 * 86400  # a finished campaign expires
+    registry = CollectorRegistry()
+    registry.register(WorkerCollector(state))
+    metrics = generate_latest(registry).decode()
+    assert 'bulkmail_sent_total{campaign="fleet-news"} 300.0' in metrics
+    assert "bulkmail_in_flight" in metrics and "bulkmail_rate" in metrics
 
 
 async def test_reclaimed_chunk_flags_rows_that_were_in_flight(
