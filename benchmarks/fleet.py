@@ -26,6 +26,7 @@ import tempfile
 import time
 import urllib.request
 from collections import Counter
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -228,6 +229,10 @@ def run(
     trips = sum(int(m) for text in worker_out for m in re.findall(r"round trips (\d+)", text))
     pacer = [line for text in worker_out for line in text.splitlines() if "pacer" in line]
     flagged = {r["email"] for r in rows if r["possible_duplicate"]}
+    stamps = sorted(
+        datetime.fromisoformat(r["finished_at"]).timestamp() for r in rows if r["finished_at"]
+    )
+    span = (stamps[-1] - stamps[0]) if len(stamps) > 1 else 0.0
     missing = [f"r{i}@example.com" for i in range(n) if f"r{i}@example.com" not in recorded]
     repeated = {a for a, c in recorded.items() if c > 1}
     return {
@@ -237,7 +242,9 @@ def run(
         "events": events,
         "exit_codes": codes,
         "elapsed_s": round(elapsed, 2),
-        "sends_per_s": round(stats["accepted"] / elapsed, 1),
+        "sends_per_s": round(stats["accepted"] / elapsed, 1),  # workers' start to last exit
+        "sending_span_s": round(span, 2),  # first to last recorded outcome
+        "sends_per_s_while_sending": round(len(stamps) / span, 1) if span else None,
         "accepted": stats["accepted"],
         "redis_trips_per_recipient": round(trips / max(1, n), 4),
         "pacer": pacer,
