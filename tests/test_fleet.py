@@ -136,7 +136,9 @@ async def test_reclaimed_chunk_flags_rows_that_were_in_flight(
         await batches.aclose()
         await asyncio.sleep(0.3)
         alive = RedisIntake(link, campaign.name, consumer="alive", visibility=0.2, wait=False)
-        taken = await anext(alive.batches())
+        taking = alive.batches()
+        taken = await anext(taking)
+        await taking.aclose()  # ends its heartbeat
         with pytest.raises(JournalError):
             await books.mark_in_flight([ids[3]])  # final rows are never handed out again
     finally:
@@ -156,7 +158,9 @@ async def test_at_most_once_holds_reclaimed_in_flight_rows_uncertain(
     try:
         await enqueue_campaign(link, campaign, at_most_once=True)
         books = RedisBooks(link, campaign.name)
-        dead = RedisIntake(link, campaign.name, consumer="dead", visibility=0.2, at_most_once=True)
+        dead = RedisIntake(
+            link, campaign.name, consumer="dead", visibility=0.2, at_most_once=True, wait=False
+        )
         batches = dead.batches()
         batch = await anext(batches)
         await books.mark_in_flight([batch.rows[0].id])
@@ -165,7 +169,9 @@ async def test_at_most_once_holds_reclaimed_in_flight_rows_uncertain(
         alive = RedisIntake(
             link, campaign.name, consumer="alive", visibility=0.2, at_most_once=True
         )
-        taken = await anext(alive.batches())
+        taking = alive.batches()
+        taken = await anext(taking)
+        await taking.aclose()  # ends its heartbeat
         counts = await books.counts()
     finally:
         await link.close()
