@@ -55,6 +55,7 @@ test: install-test lint typecheck
 
 bench: install-bench
 	$(BIN)/python -m benchmarks.run all
+	$(BIN)/python -m benchmarks.run fleet
 
 clean:
 	rm -rf $(VENV) examples/outbox examples/*.journal.sqlite* examples/*.results.jsonl

@@ -343,7 +343,7 @@ def main(argv: list[str] | None = None) -> None:
         "mode",
         nargs="?",
         default="throughput",
-        choices=["all", "throughput", "pacing", "latency", "memory", "resume", "proxy"],
+        choices=["all", "throughput", "pacing", "latency", "memory", "resume", "proxy", "fleet"],
     )
     parser.add_argument("--n", type=int, default=20000)
     parser.add_argument("--repeats", type=int, default=2)
@@ -364,6 +364,12 @@ def main(argv: list[str] | None = None) -> None:
 
     add_arguments(parser)
     args = parser.parse_args(argv)
+    if args.mode == "fleet":  # 1, 2, 4 workers unpaced, then 4 workers at --rate
+        from benchmarks import fleet
+
+        fleet.main(["table", "--n", str(args.n)])
+        fleet.main(["pacing", "--n", str(args.n), "--rate", str(args.rate)])
+        return
     if args.mode == "all":
         from benchmarks.suite import run_suite
 

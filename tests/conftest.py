@@ -170,3 +170,6 @@ def make_campaign(tmp_path: Path) -> CampaignFactory:
         return path
 
     return factory
+
+
+from tests.fleet_conftest import valkey  # noqa: E402,F401  (the fleet tests' real server)

@@ -34,6 +34,10 @@ COMMANDS: dict[str, str] = {
     "events": "bulkmail.cli.events:cmd_events",
     "suppress": "bulkmail.cli.events:cmd_suppress",
     "report": "bulkmail.cli.report:cmd_report",
+    "enqueue": "bulkmail.cli.fleet:cmd_enqueue",
+    "worker": "bulkmail.cli.fleet:cmd_worker",
+    "status": "bulkmail.cli.fleet:cmd_status",
+    "results": "bulkmail.cli.fleet:cmd_results",
 }
 
 Command = Callable[[Sequence[str], TextIO, TextIO], int]

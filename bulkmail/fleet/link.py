@@ -1,0 +1,166 @@
+"""One connection to Redis for the fleet: Lua scripts, round-trip counting, fault retries.
+
+Every fleet module talks to Redis through a :class:`Link`. Each atomic step is one Lua file
+under ``bulkmail/fleet/scripts/``, loaded once (``SCRIPT LOAD``) and run with ``EVALSHA``;
+after a server restart (``NOSCRIPT``) it is loaded again. :meth:`Link.call` retries a step
+while Redis is unreachable or loading its data after a restart, with capped exponential
+backoff and jitter, so a worker pauses instead of failing; every step is written so that
+running it again after a lost answer changes nothing more.
+
+The URL is redis-py's: ``redis://``, ``rediss://`` (TLS), ``redis://user:password@host``
+(ACL users), ``?db=N``. The password stays in the URL and the client, never in a log line.
+
+>>> async def main() -> None:                                        # doctest: +SKIP
+...     link = Link.from_url("redis://127.0.0.1:6379/0")
+...     await link.call(lambda r: r.ping())
+...     print(link.trips)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from importlib import resources
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+import redis.asyncio as aioredis
+from redis import exceptions as rexc
+
+from bulkmail.errors import BulkmailError
+
+T = TypeVar("T")
+log = logging.getLogger("bulkmail.fleet")
+
+#: What a pause-and-retry covers: the server is away, restarting or loading its AOF.
+TRANSIENT: tuple[type[BaseException], ...] = (
+    rexc.ConnectionError,
+    rexc.TimeoutError,
+    rexc.BusyLoadingError,
+    rexc.TryAgainError,
+    ConnectionError,
+    OSError,
+)
+
+
+class FleetError(BulkmailError):
+    """The fleet cannot go on (Redis refused a command for good, a campaign is missing)."""
+
+
+class Link:
+    """A ``redis.asyncio`` client plus the fleet's scripts; counts round trips in ``trips``.
+
+    >>> link = Link.from_url("redis://127.0.0.1:1/0")
+    >>> link.display
+    'redis://127.0.0.1:1/0'
+    """
+
+    def __init__(self, client: aioredis.Redis, *, display: str = "redis") -> None:
+        self.client = client
+        self.display = display
+        self.trips = 0
+        self.retries = 0
+        self._shas: dict[str, str] = {}
+        self._sources: dict[str, str] = {}
+        self.max_backoff = 2.0
+        #: Give up after this many seconds of Redis being away (None: never, for workers).
+        self.patience: float | None = None
+
+    @classmethod
+    def from_url(cls, url: str) -> Link:
+        """A link for ``url``; nothing connects until the first call."""
+        try:
+            client = aioredis.from_url(
+                url,
+                socket_timeout=10,
+                socket_connect_timeout=5,
+                health_check_interval=15,
+                max_connections=64,
+            )
+        except ValueError as exc:
+            raise FleetError(f"--redis: {exc}") from None
+        return cls(client, display=_redacted(url))
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+    async def call(
+        self,
+        step: Callable[[Any], Awaitable[T]],
+        *,
+        retry: bool = True,
+        on_retry: Callable[[], None] | None = None,
+    ) -> T:
+        """Run ``step`` (one round trip); while Redis is away, wait and run it again."""
+        delay = 0.05
+        deadline = None if self.patience is None else time.monotonic() + self.patience
+        while True:
+            self.trips += 1
+            try:
+                return await step(self.client)
+            except TRANSIENT as exc:
+                if not retry:
+                    raise
+                if deadline is not None and time.monotonic() > deadline:
+                    raise FleetError(
+                        f"redis at {self.display} unavailable ({_kind(exc)})"
+                    ) from None
+                self.retries += 1
+                if on_retry is not None:
+                    on_retry()
+                log.warning("redis at %s unavailable (%s); retrying", self.display, _kind(exc))
+                await asyncio.sleep(random.uniform(delay / 2, delay))
+                delay = min(self.max_backoff, delay * 2)
+
+    async def script(
+        self,
+        name: str,
+        keys: Sequence[str],
+        args: Sequence[Any],
+        *,
+        on_retry: Callable[[], None] | None = None,
+    ) -> Any:
+        """Run the Lua step ``name`` (``scripts/NAME.lua``); retried like :meth:`call`."""
+        return await self.call(lambda r: self._evalsha(r, name, keys, args), on_retry=on_retry)
+
+    async def _evalsha(self, r: Any, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        sha = self._shas.get(name)
+        if sha is None:
+            sha = self._shas[name] = await r.script_load(self._source(name))
+        try:
+            return await r.evalsha(sha, len(keys), *keys, *args)
+        except rexc.NoScriptError:
+            self._shas.pop(name, None)  # the server restarted without its script cache
+            sha = self._shas[name] = await r.script_load(self._source(name))
+            return await r.evalsha(sha, len(keys), *keys, *args)
+
+    def _source(self, name: str) -> str:
+        if name not in self._sources:
+            path = resources.files("bulkmail.fleet").joinpath("scripts").joinpath(f"{name}.lua")
+            self._sources[name] = path.read_text(encoding="utf-8")
+        return self._sources[name]
+
+
+def _redacted(url: str) -> str:
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    port = f":{parts.port}" if parts.port else ""
+    user = f"{parts.username}:***@" if parts.username else ("***@" if parts.password else "")
+    return f"{parts.scheme}://{user}{host}{port}{parts.path}"
+
+
+def _kind(exc: BaseException) -> str:
+    return type(exc).__name__
+
+
+def decode(value: Any) -> str:
+    """A reply as text (the client returns bytes)."""
+    if isinstance(value, bytes):
+        return value.decode()
+    return str(value)
+
+
+__all__ = ["TRANSIENT", "FleetError", "Link", "decode"]
