@@ -99,4 +99,7 @@ async def test_interrupt_fails_waiters(valkey: ValkeyServer) -> None:
     finally:
         await link.close()
     assert any(isinstance(r, Drained) for r in results)
-    assert sum(r is None for r in results) <= 10
+    # Waiters granted before the interrupt: at most what the quota allows over the 0.3 s
+    # waited, one window and a reservation run ahead (two seconds' worth, 20, bounds it);
+    # the other waiters fail at once instead of waiting for their slot.
+    assert sum(r is None for r in results) <= 20
