@@ -94,7 +94,6 @@ class ProxyDb:
         self._lock_fd = lock_fd
         self._results = results
         self.requeued = 0
-        self._sync = "FULL"
 
     @classmethod
     def open(cls, path: Path, *, results: Path | None = None) -> ProxyDb:
@@ -114,7 +113,7 @@ class ProxyDb:
             unlock(fd)
             raise
         db = cls(conn, fd, out)
-        with db._tx(fsync=True):
+        with db._tx():
             # A process that died while sending: those rows were possibly sent.
             db.requeued = conn.execute(
                 "UPDATE recipients SET state = 'pending', possible_duplicate = 1 "
@@ -130,17 +129,10 @@ class ProxyDb:
         unlock(self._lock_fd)
 
     @contextlib.contextmanager
-    def _tx(self, *, fsync: bool = False) -> Any:
-        """One transaction; ``fsync``: on disk when it returns (an accept, before its 200).
-
-        The engine's own steps (in flight, outcomes) commit with ``synchronous = FULL`` too,
-        as the campaign journal does: a row marked in flight is on disk before its request
-        leaves, even across a power loss (group commits keep the fsyncs few).
-        """
-        level = "FULL"
-        if level != self._sync:
-            self.conn.execute(f"PRAGMA synchronous = {level}")
-            self._sync = level
+    def _tx(self) -> Any:
+        """One transaction, on disk when it returns (``synchronous = FULL``, set at open):
+        an accept before its 200, and the engine's steps (in flight, outcomes) too, as the
+        campaign journal does; group commits keep the fsyncs few."""
         self.conn.execute("BEGIN IMMEDIATE")
         try:
             yield
@@ -154,7 +146,7 @@ class ProxyDb:
     def accept(self, messages: Iterable[NewMessage], now: float) -> int:
         """Commit every message and its recipients in one durable transaction."""
         count = 0
-        with self._tx(fsync=True):
+        with self._tx():
             for m in messages:
                 cur = self.conn.execute(
                     "INSERT INTO messages (mid, client, api, accepted_at, size, spec, raw) "
