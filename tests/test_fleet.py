@@ -43,18 +43,10 @@ def write_campaign(folder: Path, n: int, *, name: str = "fleet-news", extra: str
     return path
 
 
-KNOWN_HANG = pytest.mark.skip(
-    reason="known intermittent hang (issue #12 stays open): driving RedisIntake by hand in "
-    "the test process after the worker test hangs in ~1 of 3 runs; reclaim is covered by "
-    "tests/test_fleet_load.py (real workers, SIGKILL, Redis restart)"
-)
-
-
 async def _next(batches: AsyncIterator[Batch]) -> Batch:
-    """The next batch, driven from its own task as the engine's producer drives an intake,
-    and bounded: a reclaim that never comes fails the test instead of hanging the suite.
-    (Driven directly from pytest-asyncio's test task, the reclaim test hung in about half of
-    the runs that followed the worker test; from a task it never did. Not yet understood.)"""
+    """The next batch, bounded: a reclaim that never comes fails the test instead of
+    hanging the suite. (These tests once hung: a heartbeat whose cancellation was lost in
+    ``asyncio.wait_for``; see tests/test_fleet_link.py.)"""
     return await asyncio.wait_for(anext(batches), 30)
 
 
@@ -136,7 +128,6 @@ async def test_worker_sends_everyone_once_and_exports_results(
     assert "bulkmail_in_flight" in metrics and "bulkmail_rate" in metrics
 
 
-@KNOWN_HANG
 async def test_reclaimed_chunk_flags_rows_that_were_in_flight(
     valkey: ValkeyServer, tmp_path: Path
 ) -> None:
@@ -168,7 +159,6 @@ async def test_reclaimed_chunk_flags_rows_that_were_in_flight(
     assert alive.requeued == 3
 
 
-@KNOWN_HANG
 async def test_at_most_once_holds_reclaimed_in_flight_rows_uncertain(
     valkey: ValkeyServer, tmp_path: Path
 ) -> None:

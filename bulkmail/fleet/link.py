@@ -97,13 +97,16 @@ class Link:
         """Run ``step`` (one round trip); while Redis is away, wait and run it again."""
         delay = 0.05
         deadline = None if self.patience is None else time.monotonic() + self.patience
+        task = asyncio.current_task()
+        asked = task.cancelling() if task is not None else 0
         while True:
             self.trips += 1
             try:
-                return await step(self.client)
+                result = await step(self.client)
             except TRANSIENT as exc:
                 if not retry:
                     raise
+                _deliver_lost_cancel(task, asked)
                 if deadline is not None and time.monotonic() > deadline:
                     raise FleetError(
                         f"redis at {self.display} unavailable ({_kind(exc)})"
@@ -114,6 +117,9 @@ class Link:
                 log.warning("redis at %s unavailable (%s); retrying", self.display, _kind(exc))
                 await asyncio.sleep(random.uniform(delay / 2, delay))
                 delay = min(self.max_backoff, delay * 2)
+                continue
+            _deliver_lost_cancel(task, asked)
+            return result
 
     async def script(
         self,
@@ -142,6 +148,19 @@ class Link:
             path = resources.files("bulkmail.fleet").joinpath("scripts").joinpath(f"{name}.lua")
             self._sources[name] = path.read_text(encoding="utf-8")
         return self._sources[name]
+
+
+def _deliver_lost_cancel(task: asyncio.Task[Any] | None, asked: int) -> None:
+    """Raise the cancellation a Redis call swallowed.
+
+    On Python 3.11, ``asyncio.wait_for`` (which redis-py's connection code awaits) returns
+    its result and drops the caller's cancellation when the two arrive together (CPython
+    gh-86296, fixed in 3.12). A heartbeat cancelled at that moment lived on forever and the
+    intake that owned it never closed: the worker hung at exit. A cancellation requested
+    during the call that did not surface as :class:`asyncio.CancelledError` is raised here.
+    """
+    if task is not None and task.cancelling() > asked:
+        raise asyncio.CancelledError
 
 
 def _redacted(url: str) -> str:

@@ -1,0 +1,91 @@
+"""The fleet's Redis link delivers every cancellation, even one the client library drops.
+
+On Python 3.11 ``asyncio.wait_for`` — awaited inside redis-py's connection code — returns
+its result and loses the caller's cancellation when both arrive together (CPython
+gh-86296). A worker's heartbeat cancelled at that instant ran forever, and the worker
+hung at exit. These tests reproduce that race deterministically with a step that behaves
+as ``wait_for`` does, and once against a real server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from bulkmail.fleet.link import Link
+from tests.fleet_conftest import ValkeyServer
+
+
+def _link() -> Link:
+    return Link.from_url("redis://127.0.0.1:1/0")  # never connected: steps are injected
+
+
+async def _swallowing_step(_client: Any) -> str:
+    """Like ``wait_for`` in the race: the cancellation arrives and is dropped."""
+    try:
+        await asyncio.sleep(0.05)
+    except asyncio.CancelledError:
+        return "a result instead of the cancellation"
+    return "finished"
+
+
+async def test_a_cancellation_the_step_swallowed_is_raised() -> None:
+    link = _link()
+    task = asyncio.create_task(link.call(_swallowing_step))
+    await asyncio.sleep(0.01)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await link.close()
+
+
+async def test_a_step_finished_without_cancellation_returns_its_result() -> None:
+    link = _link()
+    assert await link.call(_swallowing_step) == "finished"
+    await link.close()
+
+
+async def test_cleanup_after_a_cancellation_may_still_call_redis() -> None:
+    """A task that caught its cancellation and records what it has (the engine's final
+    flush after a second Ctrl-C) is not cancelled again by the link."""
+    link = _link()
+    calls: list[str] = []
+
+    async def record(_client: Any) -> str:
+        calls.append("recorded")
+        return "ok"
+
+    async def run() -> str:
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            return await link.call(record)
+        return "not cancelled"
+
+    task = asyncio.create_task(run())
+    await asyncio.sleep(0.01)
+    task.cancel()
+    assert await task == "ok" and calls == ["recorded"]
+    await link.close()
+
+
+async def test_a_heartbeat_loop_cancelled_at_any_instant_ends(valkey: ValkeyServer) -> None:
+    """Cancel a loop of real Redis calls at many points of its first call (connecting,
+    loading a script): it always ends."""
+    for step in range(40):
+        link = Link.from_url(valkey.url)
+        await link.call(lambda r: r.ping())
+
+        async def beat(link: Link = link) -> None:
+            while True:
+                await link.call(lambda r: r.script_load("return 1"))
+                await asyncio.sleep(0.01)
+
+        task = asyncio.create_task(beat())
+        await asyncio.sleep(step * 0.0002)
+        task.cancel()
+        done, _ = await asyncio.wait([task], timeout=5)
+        assert done, f"the loop outlived its cancellation (cancelled after {step * 0.2} ms)"
+        await link.close()
