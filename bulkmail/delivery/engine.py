@@ -112,6 +112,9 @@ class CampaignRun:
         self.progress = Progress(requeued=recovery.requeued)
         self._outcomes: list[RowOutcome] = []
         self._ready: list[Batch] = []  # every row final; settle after the next record
+        # Set when a batch becomes ready: the flush loop records and settles it at once
+        # rather than at its next tick, so a long flush_interval never delays the end.
+        self._batch_ready = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self._queue: asyncio.Queue[_Item | None] = asyncio.Queue(maxsize=queue_depth or 4 * chunk)
         self._dispatched = 0
@@ -199,6 +202,7 @@ class CampaignRun:
         open_ = _Open(batch, len(batch.rows))
         if not batch.rows:
             self._ready.append(batch)
+            self._batch_ready.set()
         for row in batch.rows:
             composed = self.compose(row)
             if not isinstance(composed, Message):
@@ -217,6 +221,7 @@ class CampaignRun:
         open_.remaining -= 1
         if open_.remaining == 0 and open_.complete:
             self._ready.append(open_.batch)
+            self._batch_ready.set()
 
     # -- dispatcher: mark a batch in flight (one step), then hand each to the sender -------
 
@@ -375,7 +380,11 @@ class CampaignRun:
 
     async def _flush_loop(self) -> None:
         while self._books_error is None:
-            await asyncio.sleep(self.flush_interval)
+            try:
+                await asyncio.wait_for(self._batch_ready.wait(), self.flush_interval)
+            except TimeoutError:
+                pass
+            self._batch_ready.clear()
             await self._flush_or_stop()
 
     async def _watch_stop(self) -> None:

@@ -15,7 +15,6 @@ but live worker is never robbed.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -55,7 +54,7 @@ class RedisIntake:
         at_most_once: bool = False,
         wait: bool = True,
         stop: asyncio.Event | None = None,
-        block: float = 1.0,
+        block: float | None = None,
     ) -> None:
         self.link = link
         self.keys = CampaignKeys(name)
@@ -64,7 +63,10 @@ class RedisIntake:
         self.at_most_once = at_most_once
         self.wait = wait
         self.stop = stop or asyncio.Event()
-        self.block = block
+        # How long one XREADGROUP waits for a new entry. A waiting worker idles at one round
+        # trip a second; one that exits when done polls faster, so that the last worker out
+        # notices the end within 0.1 s instead of 1 s (1 s was 5 % of a 20 s campaign).
+        self.block = block if block is not None else (1.0 if wait else 0.1)
         self.held: dict[str, float] = {}  # entry id -> when taken (monotonic)
         self.finished = False
         self.reclaimed = 0  # entries taken over from another worker
@@ -96,8 +98,7 @@ class RedisIntake:
                     yield await self._begin(entry_id, fields, claimed)
         finally:
             beat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await beat
+            await asyncio.wait([beat])  # a cancellation of ours still propagates
 
     async def settle(self, batch: Batch) -> None:
         k = self.keys
