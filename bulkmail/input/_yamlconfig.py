@@ -28,12 +28,12 @@ import re
 from collections.abc import Callable
 from email.utils import getaddresses, parseaddr
 from pathlib import Path
-from typing import Any, TypeVar
-
-import yaml
-from email_validator import EmailNotValidError, validate_email
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from bulkmail.errors import ConfigError
+
+if TYPE_CHECKING:
+    import yaml
 
 T = TypeVar("T")
 
@@ -68,6 +68,8 @@ def load_yaml(file: Path, display: str, *, what: str, max_bytes: int) -> tuple[A
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
         raise ConfigError("is not UTF-8", file=display, line=line) from None
+    import yaml  # here, not at the top: a fleet worker never parses YAML (~80 ms import)
+
     loader = yaml.SafeLoader(text)
     try:
         node = loader.get_single_node()
@@ -96,6 +98,8 @@ def load_yaml(file: Path, display: str, *, what: str, max_bytes: int) -> tuple[A
 
 
 def _record_lines(node: yaml.Node, path: str, lines: dict[str, int], seen: set[int]) -> None:
+    import yaml
+
     if id(node) in seen:  # an alias: its keys are recorded where the anchor is; no blow-up
         return
     seen.add(id(node))
@@ -221,6 +225,8 @@ def address(value: Any, *, display_name: bool = False) -> str:
         raise Bad(f"must be one address like 'Name <user@example.com>', got {text!r}")
     if name and not display_name:
         raise Bad(f"must be a bare address like 'user@example.com', got {text!r}")
+    from email_validator import EmailNotValidError, validate_email  # ~55 ms: on first use
+
     try:
         validate_email(addr, check_deliverability=False)
     except EmailNotValidError as exc:
