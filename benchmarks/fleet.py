@@ -190,6 +190,7 @@ def run(
             cmd = [py, "-m", "bulkmail", "worker", "--redis", redis.url, "--exit-when-done",
                    "--endpoint", url, "--visibility-timeout", str(visibility)]  # fmt: skip
             started = time.monotonic()
+            wall_start = time.time()
             logs = [(folder / f"w{i}.log").open("w") for i in range(workers + 1)]
             procs = [subprocess.Popen(cmd, env=env, stdout=logs[i]) for i in range(workers)]
             events: list[str] = []
@@ -209,6 +210,7 @@ def run(
                 events.append(f"{what}@{time.monotonic() - started:.1f}s")
             codes = [p.wait(timeout=600) for p in procs]
             elapsed = time.monotonic() - started
+            wall_end = time.time()
             stats = _get(url + "/_stats")
             recorded: dict[str, int] = _get(url + "/_recipients")
             out = folder / "results.jsonl"
@@ -245,6 +247,8 @@ def run(
         "sends_per_s": round(stats["accepted"] / elapsed, 1),  # workers' start to last exit
         "sending_span_s": round(span, 2),  # first to last recorded outcome
         "sends_per_s_while_sending": round(len(stamps) / span, 1) if span else None,
+        "first_outcome_s": round(stamps[0] - wall_start, 2) if stamps else None,
+        "after_last_outcome_s": round(wall_end - stamps[-1], 2) if stamps else None,
         "accepted": stats["accepted"],
         "redis_trips_per_recipient": round(trips / max(1, n), 4),
         "pacer": pacer,
