@@ -379,11 +379,16 @@ class CampaignRun:
         self._halt.set()
 
     async def _flush_loop(self) -> None:
+        # A timer sets the same event, rather than asyncio.wait_for(event.wait(), interval):
+        # on Python 3.11 wait_for drops a cancellation that arrives as the event is set
+        # (CPython gh-86296), and this loop would outlive the run.
+        loop = asyncio.get_running_loop()
         while self._books_error is None:
+            tick = loop.call_later(self.flush_interval, self._batch_ready.set)
             try:
-                await asyncio.wait_for(self._batch_ready.wait(), self.flush_interval)
-            except TimeoutError:
-                pass
+                await self._batch_ready.wait()
+            finally:
+                tick.cancel()
             self._batch_ready.clear()
             await self._flush_or_stop()
 
