@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -43,6 +44,7 @@ def main(argv: list[str] | None = None) -> None:
                 for stale in path.parent.glob("campaign.journal.sqlite*"):
                     stale.unlink()
                 before = sink_stats(url)
+                cpu_before = _children_cpu()
                 started = time.perf_counter()
                 subprocess.run(
                     [sys.executable, "-c", _RUN, str(path), url],
@@ -52,12 +54,20 @@ def main(argv: list[str] | None = None) -> None:
                     check=True,
                 )
                 wall = time.perf_counter() - started
+                cpu = _children_cpu() - cpu_before
                 after = sink_stats(url)
                 print(
                     f"run {repeat + 1} {tree:24s} {args.n / wall:8,.0f}/s  "
+                    f"{cpu / args.n * 1e6:5.0f} µs CPU/send  "
                     f"{after['connections'] - before['connections']} connections",
                     flush=True,
                 )
+
+
+def _children_cpu() -> float:
+    """User + system CPU of the finished child processes (the CLI runs), in seconds."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 if __name__ == "__main__":
