@@ -193,7 +193,7 @@ def record_batches(outcomes: Sequence[RowOutcome]) -> Iterator[bytes]:
     One statement applies its rows in no set order, so an id seen again starts the next
     statement: outcomes for one row are applied in the order given, as one by one.
     """
-    start, seen = 0, set()
+    start, seen = 0, set[int]()
     for index, o in enumerate(outcomes):
         if o.id in seen:
             yield _record_json(outcomes[start:index])
