@@ -49,6 +49,7 @@ class _Conn(asyncio.Protocol):
         "closed",
         "lost",
         "written_at",
+        "outgoing",
     )
 
     def __init__(self, pool: HttpPool, loop: asyncio.AbstractEventLoop) -> None:
@@ -70,6 +71,7 @@ class _Conn(asyncio.Protocol):
         self.closed = False
         self.lost: asyncio.Future[None] = loop.create_future()
         self.written_at = 0.0
+        self.outgoing = b""  # the request, until the pool writes it (see HttpPool._cork)
 
     # -- driven by HttpPool -------------------------------------------------------------
 
@@ -85,10 +87,17 @@ class _Conn(asyncio.Protocol):
         if self.parser is None:
             self.parser = httptools.HttpResponseParser(self)
         self.timer = self.loop.call_at(deadline, self._on_timeout)
-        assert self.transport is not None
+        self.outgoing = data
+        self.pool._cork(self)
+        return fut
+
+    def flush(self) -> None:
+        """Write the request given to :meth:`start` (the pool calls this, see ``_cork``)."""
+        data, self.outgoing = self.outgoing, b""
+        if self.fut is None or self.closed or self.transport is None:
+            return  # failed or timed out meanwhile: nothing to write
         self.written_at = time.perf_counter()  # the loop's clock is in whole ms on uvloop
         self.transport.write(data)
-        return fut
 
     def usable(self) -> bool:
         """Open as far as we can tell without writing (nothing seen closing it)."""

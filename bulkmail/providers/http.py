@@ -120,6 +120,7 @@ class HttpPool:
         self._waiters: collections.deque[asyncio.Future[_Conn | None]] = collections.deque()
         self._sweeper: asyncio.TimerHandle | None = None
         self._closed = False
+        self._corked: list[_Conn] = []
         self._prefix = f" {self._base}".encode("ascii")
         self._host_line = f" HTTP/1.1\r\nHost: {self.host_header}\r\nContent-Length: "
 
@@ -198,6 +199,21 @@ class HttpPool:
         return b"".join(
             (method.encode("ascii"), self._prefix, path.encode("ascii"), head.encode(), body)
         )
+
+    def _cork(self, conn: _Conn) -> None:
+        """Write ``conn``'s request with the others started in this turn of the loop, at its
+        end: one burst of writes wakes the server once for all of them, where a write on
+        each start woke it for each (loopback: the write does the server's receiving too).
+        """
+        corked = self._corked
+        corked.append(conn)
+        if len(corked) == 1:
+            conn.loop.call_soon(self._uncork)
+
+    def _uncork(self) -> None:
+        corked, self._corked = self._corked, []
+        for conn in corked:
+            conn.flush()
 
     def _now(self) -> float:
         return self._clock() if self._clock is not None else asyncio.get_running_loop().time()
