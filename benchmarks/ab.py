@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.run import sink, sink_stats, write_campaign
+from benchmarks.run import byte_compile, sink, sink_stats, write_campaign
 
 _RUN = """
 import sys
@@ -37,6 +37,8 @@ def main(argv: list[str] | None = None) -> None:
     env = dict(os.environ)
     env.setdefault("AWS_ACCESS_KEY_ID", "AKIDBENCHEXAMPLE")
     env.setdefault("AWS_SECRET_ACCESS_KEY", "bench/secret/key/EXAMPLE")
+    for tree in args.trees:
+        byte_compile(Path(tree).resolve())
     with tempfile.TemporaryDirectory() as tmp, sink(latency=args.latency) as url:
         path = write_campaign(Path(tmp), args.n, rate=1_000_000)
         for repeat in range(args.repeats):
