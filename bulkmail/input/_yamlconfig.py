@@ -31,9 +31,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
-from email_validator import EmailNotValidError, validate_email
 
 from bulkmail.errors import ConfigError
+from bulkmail.input.recipients import plain_address
 
 T = TypeVar("T")
 
@@ -221,6 +221,10 @@ def address(value: Any, *, display_name: bool = False) -> str:
         raise Bad(f"must be one address like 'Name <user@example.com>', got {text!r}")
     if name and not display_name:
         raise Bad(f"must be a bare address like 'user@example.com', got {text!r}")
+    if plain_address(addr):  # what email-validator would accept, without importing it
+        return text
+    from email_validator import EmailNotValidError, validate_email
+
     try:
         validate_email(addr, check_deliverability=False)
     except EmailNotValidError as exc:
