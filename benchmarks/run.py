@@ -15,6 +15,7 @@ machine hits every client alike; the table shows the median of the repeats.
 from __future__ import annotations
 
 import argparse
+import compileall
 import json
 import statistics
 import subprocess
@@ -85,6 +86,16 @@ def sink(quota: float | None = None, latency: float = 0.0) -> Iterator[str]:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def byte_compile(tree: Path) -> None:
+    """Write the ``.pyc`` files of ``tree``'s package, as pip does when it installs one.
+
+    The clients it is compared with are installed, byte-compiled; a source tree run with
+    ``PYTHONDONTWRITEBYTECODE=1`` (this container sets it) compiled every module again on
+    every run: 0.43-0.45 s of import instead of 0.29-0.37 s.
+    """
+    compileall.compile_dir(tree / "bulkmail", quiet=1, force=False)
 
 
 def sink_stats(url: str) -> dict[str, Any]:
@@ -364,6 +375,7 @@ def main(argv: list[str] | None = None) -> None:
 
     add_arguments(parser)
     args = parser.parse_args(argv)
+    byte_compile(ROOT)
     if args.mode == "fleet":  # 1, 2, 4 workers unpaced, then 4 workers at --rate
         from benchmarks import fleet
 

@@ -3,6 +3,7 @@ and a config error never sends anything."""
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import subprocess
@@ -238,3 +239,18 @@ def test_secrets_never_appear_in_output_results_or_journal(
         if file.is_file():
             everything += file.read_bytes().decode("latin-1")
     assert SECRET not in everything and TOKEN not in everything
+
+
+def test_a_send_puts_the_garbage_collector_back_as_it_found_it(
+    make_campaign: CampaignFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The send command tunes the cyclic collector for its run (a test process that calls
+    main() must not keep the tuning, nor objects frozen out of every collection)."""
+    path = make_campaign(count=3)
+    gc.set_threshold(700, 10, 10)
+    before = gc.get_threshold()
+    code, out, err = run([str(path), "--json"], capsys)
+    assert code == 0, err
+    assert gc.get_threshold() == before
+    assert gc.get_freeze_count() == 0
+    assert outbox_count(path) == 3

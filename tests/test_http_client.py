@@ -385,6 +385,30 @@ async def test_reused_connection_dying_mid_request_is_response_lost() -> None:
     assert peer.connections == 2
 
 
+def test_each_exchange_on_a_connection_is_timed_from_its_own_start() -> None:
+    """One timer per connection, reset by nothing: the second exchange on a kept-alive
+    connection runs past the first one's deadline and is answered (not timed out by the
+    first's timer); a third that is never answered times out. On uvloop, bulkmail's loop."""
+    delays = [0.0, 0.6, 60.0]  # second: answered after the first's deadline, within its own
+
+    async def handler(r: asyncio.StreamReader, w: asyncio.StreamWriter, n: int) -> None:
+        while delays:
+            await read_request(r)
+            await asyncio.sleep(delays.pop(0))
+            w.write(OK)
+
+    async def scenario() -> None:
+        async with RawPeer(handler) as peer, HttpPool(peer.url, timeout=1.0) as pool:
+            assert (await pool.request("GET", "/", [], b"")).body == b"ok"
+            await asyncio.sleep(0.6)
+            assert (await pool.request("GET", "/", [], b"")).body == b"ok"
+            with pytest.raises(Timeout):
+                await pool.request("GET", "/", [], b"")
+            assert peer.connections == 1
+
+    uvloop.run(scenario())
+
+
 async def test_slow_answer_times_out_and_connection_is_discarded() -> None:
     async def handler(r: asyncio.StreamReader, w: asyncio.StreamWriter, n: int) -> None:
         await read_request(r)

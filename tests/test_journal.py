@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
 
 from bulkmail.books.journal import Journal, PendingRow, Recovery, RowOutcome
@@ -671,17 +670,31 @@ def test_failed_export_leaves_the_previous_file(
     journal.mark_in_flight([2])
     journal.record([RowOutcome(2, "sent", message_id="m")])
 
-    calls = 0
-    real = orjson.dumps
+    real_fdopen = os.fdopen
 
-    def failing(obj: Any) -> bytes:
-        nonlocal calls
-        calls += 1
-        if calls == 2500:
-            raise OSError("disk full")
-        return real(obj)
+    class FillsUp:
+        """The temporary file, whose disk fills after the first batch of lines."""
 
-    monkeypatch.setattr(orjson, "dumps", failing)
+        def __init__(self, fd: int, *args: Any, **kwargs: Any) -> None:
+            self.file = real_fdopen(fd, *args, **kwargs)
+            self.writes = 0
+
+        def write(self, data: bytes) -> int:
+            self.writes += 1
+            if self.writes == 3:  # the second batch (2,000 lines a batch)
+                raise OSError("disk full")
+            return int(self.file.write(data))
+
+        def __enter__(self) -> FillsUp:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            self.file.close()
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.file, name)
+
+    monkeypatch.setattr(os, "fdopen", FillsUp)
     with pytest.raises(JournalError, match="disk full"):  # ours, naming the cause
         journal.export_results(out)
     monkeypatch.undo()

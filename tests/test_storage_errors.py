@@ -175,12 +175,10 @@ class _FlakyRecord:
         self._nth = nth
         self._recording = False
 
-    def executemany(self, sql: str, rows: Any) -> Any:
-        self._recording = sql == store.RECORD
-        return self._conn.executemany(sql, rows)
-
     def execute(self, sql: str, *args: Any) -> Any:
-        if sql == "COMMIT" and self._recording:
+        if sql == store.RECORD:
+            self._recording = True
+        elif sql == "COMMIT" and self._recording:
             self._recording = False
             self._nth -= 1
             if self._nth == 0:

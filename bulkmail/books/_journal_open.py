@@ -67,6 +67,19 @@ def drop_reserve(path: Path | None) -> bool:
 # -- opening: format and hash checks ----------------------------------------------------
 
 
+def require_sqlite(conn: sqlite3.Connection, path: Path) -> None:
+    """The journal's batch statements need UPDATE ... FROM (SQLite 3.33) and JSON."""
+    try:
+        if sqlite3.sqlite_version_info < (3, 33, 0):
+            raise sqlite3.OperationalError("too old")
+        conn.execute("SELECT value FROM json_each('[1]')").fetchall()
+    except sqlite3.OperationalError as exc:
+        raise JournalError(
+            f"{path}: the journal needs SQLite 3.33 or later with its JSON functions; this "
+            f"Python has SQLite {sqlite3.sqlite_version} ({exc})"
+        ) from exc
+
+
 def configure(conn: sqlite3.Connection, synchronous: str = "FULL") -> None:
     """Connection settings; run outside a transaction (journal_mode cannot change in one).
 

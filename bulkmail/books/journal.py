@@ -162,6 +162,7 @@ class Journal:
         journal = cls(conn, lock_fd, path, clock)
         try:
             journal._reserve = opening.make_reserve(Path(f"{path}.reserve"), reserve)
+            opening.require_sqlite(conn, path)
             opening.configure(conn, synchronous)
             with journal._tx():
                 opening.prepare(
@@ -277,16 +278,15 @@ class Journal:
                 elif existing[r.key] != r.line:  # the same line again is not a duplicate
                     skips.append(_duplicate(r, existing[r.key]))
             try:
-                conn.executemany(
-                    store.INSERT_ROW,
-                    ((r.line, r.email, r.key, store.dump_fields(r.fields)) for r in new),
-                )
+                if new:
+                    conn.execute(store.INSERT_ROWS, (store.rows_json(new),))
             except sqlite3.IntegrityError as exc:
                 raise JournalError(
                     f"{self.path}: two different recipients claim the same list line ({exc})"
                 ) from exc
             skips.extend((x.line, x.email, x.code, x.reason) for x in rejected if x.line > done)
-            conn.executemany(store.INSERT_SKIP, skips)
+            if skips:
+                conn.execute(store.INSERT_SKIPS, (orjson.dumps(skips),))
             through = max(done, through_line)
             finished = self._finished_import or last
             conn.execute(
@@ -320,7 +320,7 @@ class Journal:
         now = self._now()
         with self._tx():
             before = self._conn.total_changes
-            self._conn.executemany(store.MARK, ((now, i) for i in ids))
+            self._conn.execute(store.MARK, (now, orjson.dumps(list(ids))))
             marked = self._conn.total_changes - before
             if marked != len(ids):
                 raise JournalError(
@@ -345,7 +345,8 @@ class Journal:
     def _record(self, outcomes: Sequence[RowOutcome]) -> None:
         now = self._now()
         with self._tx():
-            self._conn.executemany(store.RECORD, store.record_args(outcomes, now))
+            for batch in store.record_batches(outcomes):
+                self._conn.execute(store.RECORD, (batch, now))
 
     # -- reading the books ----------------------------------------------------------------
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import shlex
 import signal
-from collections.abc import Coroutine, Sequence
+from collections.abc import Coroutine, Iterator, Sequence
 from typing import Any, Literal, TextIO, TypeVar
 
 import orjson
@@ -94,6 +95,26 @@ def _run(coro: Coroutine[Any, Any, T]) -> T:
         return runner.run(coro)
 
 
+@contextlib.contextmanager
+def _collecting_less() -> Iterator[None]:
+    """The cyclic garbage collector tuned for a send run, and put back after it.
+
+    A send allocates and frees many short-lived objects per recipient, nearly all freed by
+    reference counting. With the default thresholds (700, 10, 10) the collector ran ~195
+    times over 20,000 recipients and took 0.22-0.24 s, 4 % of the run, to find next to
+    nothing; at (10,000, 10, 10), with what import and set-up made frozen out of every
+    later collection, 57 times and 0.035 s (benchmarks/README.md).
+    """
+    thresholds = gc.get_threshold()
+    gc.freeze()
+    gc.set_threshold(10_000, 10, 10)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*thresholds)
+        gc.unfreeze()
+
+
 def _resume_command(argv: Sequence[str]) -> str:
     kept = [
         a for a in argv if a not in ("--restart", "--force") and not a.startswith("--retry-failed")
@@ -154,7 +175,8 @@ def cmd_send(argv: Sequence[str], out: TextIO, err: TextIO) -> int:
                 display.stop()
 
     try:
-        summary = _run(main())
+        with _collecting_less():
+            summary = _run(main())
     except asyncio.CancelledError:
         print("quit at once; the journal is consistent. Resume with:", file=err)
         print("  " + _resume_command(argv), file=err)

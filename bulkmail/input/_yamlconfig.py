@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from bulkmail.errors import ConfigError
+from bulkmail.input.recipients import plain_address
 
 if TYPE_CHECKING:
     import yaml
@@ -225,7 +226,9 @@ def address(value: Any, *, display_name: bool = False) -> str:
         raise Bad(f"must be one address like 'Name <user@example.com>', got {text!r}")
     if name and not display_name:
         raise Bad(f"must be a bare address like 'user@example.com', got {text!r}")
-    from email_validator import EmailNotValidError, validate_email  # ~55 ms: on first use
+    if plain_address(addr):  # what email-validator would accept, without importing it
+        return text
+    from email_validator import EmailNotValidError, validate_email
 
     try:
         validate_email(addr, check_deliverability=False)

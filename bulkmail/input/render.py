@@ -338,13 +338,20 @@ def _render_function(template: jinja2.Template) -> Callable[[dict[str, Any]], st
     merged dict once per row, so each part can use it as a shared context. This is exactly
     what ``Template.render`` does after the merge (Jinja2 3.1), minus the traceback rewriting
     on errors, which bulkmail turns into a :class:`RenderProblem` anyway.
+
+    The :class:`jinja2.runtime.Context` is made directly, without ``globals``: given them,
+    it copies the names of the template's globals (a ``ChainMap``) into a set on every call,
+    5 µs of the 11 µs a context took, for ``{% import %}`` of a template with other globals
+    than this one's (the context here already holds them all, merged).
     """
-    new_context = template.new_context
+    environment = template.environment
+    make_context = environment.context_class
+    name, blocks = template.name, template.blocks
     root = template.root_render_func
     join = "".join
 
     def render(context: dict[str, Any]) -> str:
-        return join(root(new_context(context, shared=True)))
+        return join(root(make_context(environment, context, name, blocks)))
 
     return render
 
