@@ -12,8 +12,8 @@ work in proportion to their ``share``, and within a client the recipients of sma
 (at most :data:`SMALL` recipients: a password reset) go ahead of bulk ones. Interleaving is
 weighted, so a 100,000-recipient blast never holds another client's mail behind it.
 
-A Redis-backed queue (the fleet's) would implement the same four coroutines
-(accept/batches/settle + the Books methods); none exists yet.
+:class:`~bulkmail.proxy.redis_queue.RedisQueue` (``queue: redis://...``) is the same surface
+(:class:`ProxyQueue`) over the fleet's Redis, shared by several proxies.
 """
 
 from __future__ import annotations
@@ -25,10 +25,11 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
-from bulkmail.books.base import FINAL_STATES, PendingRow, Recovery, RowOutcome
-from bulkmail.intake.base import Batch
+from bulkmail.books.base import FINAL_STATES, Books, PendingRow, Recovery, RowOutcome
+from bulkmail.errors import JournalError
+from bulkmail.intake.base import Batch, Intake
 from bulkmail.proxy._db import NewMessage, ProxyDb, QueuedRow
 from bulkmail.proxy.fanout import Envelope
 
@@ -40,6 +41,38 @@ SMALL = 5
 def new_message_id() -> str:
     """A proxy message id (SES-shaped: hex ms timestamp, uuid, suffix)."""
     return f"{int(time.time() * 1000):016x}-{uuid.uuid4()}-proxy0"
+
+
+class ProxyQueue(Intake, Books, Protocol):
+    """What the proxy needs of its accept queue: the engine's intake and books, plus accept,
+    status and the figures the API reports.
+
+    >>> async def serve(queue: ProxyQueue) -> None:                   # doctest: +SKIP
+    ...     mids = await queue.accept("AKID1", "sesv2", envelopes)   # durable before the 200
+    ...     print(queue.backlog, await queue.status(mids[0], "AKID1"))
+    """
+
+    backlog: int
+    batch_size: int
+    recovery: Recovery
+
+    async def accept(self, client: str, api: str, envelopes: Sequence[Envelope]) -> list[str]:
+        """Store the envelopes durably; their proxy message ids."""
+        ...
+
+    async def status(self, mid: str, client: str) -> dict[str, Any] | None:
+        """``GET /bulkmail/v1/messages/{id}``'s document (None: unknown or not ``client``'s)."""
+        ...
+
+    async def sent_last_24h(self) -> int:
+        """Recipients sent in the last 24 hours (``GetSendQuota``)."""
+        ...
+
+    async def take_over(self, exc: JournalError) -> bool:
+        """``exc`` came from :meth:`mark_in_flight`: True if the run may start again."""
+        ...
+
+    async def close(self) -> None: ...
 
 
 class SqliteQueue:
@@ -101,6 +134,10 @@ class SqliteQueue:
     async def close(self) -> None:
         await self._run(self._db.close)
         self._executor.shutdown(wait=True)
+
+    async def take_over(self, exc: JournalError) -> bool:
+        """A journal error is a local disk failing: the proxy stops (one process owns it)."""
+        return False
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         loop = asyncio.get_running_loop()
@@ -260,4 +297,4 @@ def _share_out(
     return [row for _, _, row in ordered]
 
 
-__all__ = ["SMALL", "SqliteQueue", "new_message_id"]
+__all__ = ["SMALL", "ProxyQueue", "SqliteQueue", "new_message_id"]
