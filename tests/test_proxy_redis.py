@@ -61,6 +61,255 @@ async def test_ses_and_sesv2_through_a_redis_queue_exactly_once(
         }
         quota = await call(v1.get_send_quota)
         assert quota["SentLast24Hours"] == 102.0
-    records = [orjson.loads(x) for x in (tmp_path / "proxy.results.jsonl").read_bytes().splitlines()]
+    records = [
+        orjson.loads(x) for x in (tmp_path / "proxy.results.jsonl").read_bytes().splitlines()
+    ]
     assert len(records) == 102 and {x["status"] for x in records} == {"sent"}
     assert {x["proxy_message_id"] for x in records} >= set(mids)
+
+
+def _config(tmp: Path, url: str, name: str, *, rate: str = "200") -> Any:
+    from bulkmail.proxy import ProxyConfig
+
+    from ._proxy_helpers import ENV, write_config
+
+    folder = tmp / name
+    folder.mkdir()
+    queue = f"{{url: '{url}', visibility: 1}}"
+    return ProxyConfig.from_file(write_config(folder, rate=rate, queue=queue), environ=ENV)
+
+
+async def _crash(proxy: Any) -> None:
+    """As a SIGKILL would leave it: nothing more reaches Redis from ``proxy`` (no record, no
+    heartbeat, nothing given back), its engine's tasks cancelled hard, its chunks held."""
+    queue = proxy.queue
+    never = asyncio.Event()
+
+    async def frozen(*args: Any, **kw: Any) -> Any:
+        await never.wait()
+
+    proxy.sender.provider.send = frozen  # nothing more leaves for upstream
+    queue.link.call = queue._accept_link.call = frozen
+    run = proxy._run
+    while not run.done():
+        run.cancel()  # its sends in flight end now, unrecorded (left in flight in Redis)
+        await asyncio.wait([run], timeout=0.5)
+    await proxy.http.stop()
+
+    async def nothing() -> int:
+        return 0
+
+    queue.release = nothing
+    del queue.link.call, queue._accept_link.call, proxy.sender.provider.send
+    proxy._run = None
+    await proxy._stack.aclose()  # closes its connections and its provider
+
+
+def _send(url: str, start: int, count: int) -> list[str]:
+    ses = client("sesv2", url)
+    mids = []
+    for i in range(start, start + count):
+        rcpt = [f"m{i}-r{j}@x.org" for j in range(10)]
+        answer = ses.send_email(
+            FromEmailAddress="news@example.com",
+            Destination={"ToAddresses": rcpt[:4], "CcAddresses": rcpt[4:7],
+                         "BccAddresses": rcpt[7:]},
+            Content={"Simple": SIMPLE},
+        )  # fmt: skip
+        mids.append(str(answer["MessageId"]))
+    return mids
+
+
+async def test_two_proxies_share_a_queue_and_one_finishes_what_a_dead_one_held(
+    valkey: ValkeyServer, tmp_path: Path
+) -> None:
+    from bulkmail.proxy import Proxy
+    from bulkmail.servers.sandbox import SANDBOX_AWS, Faults, Sandbox
+
+    async with Sandbox(quota=300, faults=Faults(latency=0.03)) as sandbox:
+        kw = {"endpoint": sandbox.url, "credentials": SANDBOX_AWS, "grace": 2}
+        a = Proxy(_config(tmp_path, valkey.url, "a"), **kw)
+        b = Proxy(_config(tmp_path, valkey.url, "b"), **kw)
+        async with a, b:
+            mids = await asyncio.to_thread(_send, a.url, 0, 20)
+            mids += await asyncio.to_thread(_send, b.url, 20, 20)  # 400 recipients in all
+            assert await until(lambda: len(sandbox.accepted) >= 120, 20)
+            await _crash(a)
+            everyone = {f"m{i}-r{j}@x.org" for i in range(40) for j in range(10)}
+            assert await until(lambda: {x.to[0] for x in sandbox.accepted} >= everyone, 30)
+            assert b.queue is not None
+            assert await until(lambda: b.queue.backlog == 0, 10)  # type: ignore[union-attr]
+            counts = await b.queue.counts()
+            reclaimed = sum(lane.intake.reclaimed for lane in b.queue.lanes.lanes)  # type: ignore[attr-defined]
+            print(
+                f"\n{len(sandbox.accepted)} sends for 400 recipients; {reclaimed} chunks taken over"
+            )
+            statuses = [await b.queue.status(mid, KEY_ID) for mid in mids]
+        assert counts["sent"] == counts["total"] == 400 and counts["in_flight"] == 0
+        assert reclaimed > 0  # the dead proxy held chunks, and b took them over
+        sent = collections.Counter(x.to[0] for x in sandbox.accepted)
+        flagged = {
+            rcpt["Email"]
+            for doc in statuses
+            if doc is not None
+            for rcpt in doc["Recipients"]
+            if rcpt["PossibleDuplicate"]
+        }
+        assert all(doc is not None for doc in statuses)
+        assert {n for _, n in sent.items()} <= {1, 2}
+        assert {email for email, n in sent.items() if n > 1} <= flagged
+        assert all(r["Status"] == "sent" for doc in statuses if doc for r in doc["Recipients"])
+        assert a.sender is not None and b.sender is not None
+        pacers = {a.sender.limiter.account, b.sender.limiter.account}  # type: ignore[attr-defined]
+        assert len(pacers) == 1  # one quota for both: the fleet's pacer on the same account
+
+
+async def test_any_proxy_answers_a_messages_status(valkey: ValkeyServer, tmp_path: Path) -> None:
+    from bulkmail.proxy import Proxy
+    from bulkmail.servers.sandbox import SANDBOX_AWS, Sandbox
+    from bulkmail.signing.sigv4 import AwsCredentials
+
+    from .test_proxy import _signed
+
+    async with Sandbox(quota=500) as sandbox:
+        kw = {"endpoint": sandbox.url, "credentials": SANDBOX_AWS, "grace": 2}
+        async with (
+            Proxy(_config(tmp_path, valkey.url, "a"), **kw) as a,
+            Proxy(_config(tmp_path, valkey.url, "b"), **kw) as b,
+        ):
+            mid = (await asyncio.to_thread(_send, a.url, 0, 1))[0]
+            assert await until(lambda: len(sandbox.accepted) == 10, 10)
+            assert a.queue is not None
+            assert await until(lambda: a.queue.backlog == 0, 10)  # type: ignore[union-attr]
+            status, body = await _signed(b.url, "GET", f"/bulkmail/v1/messages/{mid}")
+            other = AwsCredentials(OTHER_ID, OTHER_SECRET)
+            theirs, _ = await _signed(b.url, "GET", f"/bulkmail/v1/messages/{mid}", key=other)
+            unknown, _ = await _signed(b.url, "GET", "/bulkmail/v1/messages/nope")
+    assert status == 200 and theirs == 404 and unknown == 404
+    doc = orjson.loads(body)
+    assert doc["MessageId"] == mid
+    assert [x["Email"] for x in doc["Recipients"]] == [f"m0-r{j}@x.org" for j in range(10)]
+    upstream = {x.to[0]: x.message_id for x in sandbox.accepted}
+    for x in doc["Recipients"]:
+        assert x["Status"] == "sent" and x["UpstreamMessageId"] == upstream[x["Email"]]
+        assert x["PossibleDuplicate"] is False and x["Attempts"] == 1
+
+
+def _envelope(n: int, tag: str) -> Any:
+    from bulkmail.proxy.fanout import Envelope
+
+    return Envelope({"sender": "a@example.com", "subject": tag}, None,
+                    [f"{tag}{i}@x.org" for i in range(n)])  # fmt: skip
+
+
+async def test_a_blast_does_not_starve_a_password_reset(valkey: ValkeyServer) -> None:
+    from bulkmail.proxy.redis_queue import RedisQueue
+
+    queue = await RedisQueue.open(valkey.url, shares={"BLAST": 1, "RESET": 1}, batch_size=10)
+    try:
+        for _ in range(40):  # 2,000 recipients of bulk, accepted first
+            await queue.accept("BLAST", "sesv2", [_envelope(50, "bulk")])
+        await queue.accept("RESET", "sesv2", [_envelope(1, "reset")])
+        await queue.accept("BLAST", "sesv2", [_envelope(1, "own-reset")])
+        assert queue.backlog == 2002
+        batches = queue.batches()
+        first = [await asyncio.wait_for(anext(batches), 10) for _ in range(3)]
+        await batches.aclose()  # type: ignore[attr-defined]
+    finally:
+        await queue.close()
+    emails = [row.email for batch in first for row in batch.rows]
+    # Handed out as lanes come in: at most one bulk chunk may go before the other lanes
+    # are read, then the other client's reset and the blaster's own small message.
+    assert "reset0@x.org" in emails and "own-reset0@x.org" in emails
+    assert sum(e.startswith("bulk") for e in emails) <= 10
+    assert all(row.fields["spec"]["sender"] == "a@example.com" for b in first for row in b.rows)
+
+
+async def test_shares_weight_the_hand_out(valkey: ValkeyServer) -> None:
+    from bulkmail.proxy.redis_queue import RedisQueue
+
+    queue = await RedisQueue.open(valkey.url, shares={"A": 3, "B": 1}, batch_size=5)
+    taken: list[str] = []
+    try:
+        for _ in range(10):
+            await queue.accept("A", "sesv2", [_envelope(10, "a")])
+            await queue.accept("B", "sesv2", [_envelope(10, "b")])
+        batches = queue.batches()
+        bulk = [lane for lane in queue.lanes.lanes if lane.intake.lane == 1]
+        for i in range(9):
+            # Once both bulk lanes have a chunk read ahead the choice is the policy's (the
+            # first goes to whichever lane is read first: 9 picks total 7:2 either way).
+            if i:
+                assert await until(lambda: all(lane.ready is not None for lane in bulk), 10)
+            batch = await asyncio.wait_for(anext(batches), 10)
+            taken.append(batch.rows[0].email[0])
+        await batches.aclose()  # type: ignore[attr-defined]
+    finally:
+        await queue.close()
+    assert taken.count("a") == 7 and taken.count("b") == 2
+
+
+async def test_a_closed_queue_gives_its_chunks_back_at_once(valkey: ValkeyServer) -> None:
+    from bulkmail.proxy.redis_queue import RedisQueue
+
+    first = await RedisQueue.open(valkey.url, shares={"A": 1}, batch_size=5, visibility=600)
+    await first.accept("A", "sesv2", [_envelope(3, "x")])
+    batches = first.batches()
+    batch = await asyncio.wait_for(anext(batches), 10)
+    await batches.aclose()  # type: ignore[attr-defined]
+    await first.close()  # drained: what it held is given back, not left for the timeout
+    second = await RedisQueue.open(valkey.url, shares={"A": 1}, batch_size=5, visibility=600)
+    try:
+        batches = second.batches()
+        again = await asyncio.wait_for(anext(batches), 10)
+        await batches.aclose()  # type: ignore[attr-defined]
+    finally:
+        await second.close()
+    assert again.token == batch.token and again.resumed
+    assert [r.email for r in again.rows] == ["x0@x.org", "x1@x.org", "x2@x.org"]
+    assert not any(r.possible_duplicate for r in again.rows)  # never marked in flight
+
+
+@pytest.mark.parametrize(
+    ("queue", "extra", "message"),
+    [
+        ("http://127.0.0.1:6379", "", "must be a Redis URL"),
+        ("redis://user:hunter2secret@127.0.0.1:notaport/0", "", "port"),
+        ("redis://127.0.0.1:6379/zero", "", "database must be a number"),
+        ("redis://127.0.0.1:6379/0", "journal: j.sqlite\n", "not both"),
+        ("{url: 'redis://127.0.0.1', password_env: NOPE_NOT_SET}", "", "NOPE_NOT_SET is not set"),
+        ("{url: 'redis://127.0.0.1', visibility: -1}", "", "positive number of seconds"),
+        ("{url: 'redis://127.0.0.1', nmae: x}", "", "did you mean 'name'"),
+    ],
+)
+def test_queue_config_errors_name_file_key_and_line(
+    tmp_path: Path, queue: str, extra: str, message: str
+) -> None:
+    from bulkmail.errors import ConfigError
+    from bulkmail.proxy import ProxyConfig
+
+    from ._proxy_helpers import ENV, write_config
+
+    path = write_config(tmp_path, queue=queue, extra=extra)
+    with pytest.raises(ConfigError) as info:
+        ProxyConfig.from_file(path, environ=ENV)
+    text = str(info.value)
+    assert message in text and "proxy.yaml:11" in text and "queue" in text
+    assert "hunter2secret" not in text
+
+
+def test_queue_config_forms(tmp_path: Path) -> None:
+    from bulkmail.proxy import ProxyConfig
+
+    from ._proxy_helpers import ENV, write_config
+
+    url = "rediss://proxy:pa%2Fss@redis.example:6380/2"
+    plain = ProxyConfig.from_file(write_config(tmp_path, queue=url), environ=ENV)
+    assert plain.queue is not None and plain.queue.url == url and plain.queue.name == "default"
+    assert "pa%2Fss" not in repr(plain.queue) and "pa%2Fss" not in plain.queue.display
+    form = "{url: 'redis://proxy@127.0.0.1:6379/0', password_env: RP, name: eu, visibility: 5}"
+    env = {**ENV, "RP": "s/cr@t"}
+    config = ProxyConfig.from_file(write_config(tmp_path, queue=form), environ=env)
+    assert config.queue is not None
+    assert config.queue.url == "redis://proxy:s%2Fcr%40t@127.0.0.1:6379/0"
+    assert (config.queue.name, config.queue.visibility) == ("eu", 5.0)

@@ -120,8 +120,22 @@ class LaneIntake(RedisIntake):
         self.client = client
         self.lane = lane
 
+    #: Chunks taken over per look for abandoned ones. The fleet's intake takes one a look
+    #: (its chunks hold hundreds of rows); a proxy's hold one request's recipients, so a
+    #: dead proxy may leave dozens, which one at a time would take half a second each.
+    claim_batch = 32
+
     async def _done(self) -> bool:
         return False  # a proxy's queue is never finished (and has no enqueue meta)
+
+    async def _autoclaim(self) -> list[tuple[str, dict[bytes, bytes], bool]]:
+        found: list[tuple[str, dict[bytes, bytes], bool]] = []
+        for _ in range(self.claim_batch):
+            got = await super()._autoclaim()
+            found += got
+            if not got or self._claim_from == "0-0":
+                break
+        return found
 
 
 async def ensure_group(link: Link, stream: str, group: str) -> None:

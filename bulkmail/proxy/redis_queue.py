@@ -34,7 +34,6 @@ import socket
 import time
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
 from typing import IO, TYPE_CHECKING, Any, cast
@@ -46,12 +45,13 @@ from bulkmail.books.journal import timestamp
 from bulkmail.errors import JournalError
 from bulkmail.fleet.books import RedisBooks
 from bulkmail.fleet.keys import GROUP
-from bulkmail.fleet.link import FleetError, Link, decode
+from bulkmail.fleet.link import Link, decode
 from bulkmail.intake.base import Batch
 from bulkmail.pacing.base import Pacer
 from bulkmail.pacing.redis import RedisPacer
 from bulkmail.providers.config import ProviderConfig
 from bulkmail.proxy._db import NewMessage
+from bulkmail.proxy._fair import FairLanes
 from bulkmail.proxy._group import GroupCommit
 from bulkmail.proxy._redis_lanes import LaneIntake, ProxyKeys, ProxyLink, ensure_group
 from bulkmail.proxy._redis_status import message_status
@@ -63,13 +63,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("bulkmail.proxy")
 KEEP = 7 * 86400.0
-
-
-@dataclass(slots=True, eq=False)
-class _Lane:
-    intake: LaneIntake
-    ready: Batch | None = None
-    taken: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 class RedisQueue:
@@ -106,17 +99,11 @@ class RedisQueue:
         self.recovery = NO_RECOVERY  # rows in flight are recovered as chunks are taken over
         self.backlog = 0  # recipients pending or in flight, every proxy's (refreshed)
         self._results = results
-        self._stop = asyncio.Event()
-        self._lanes = [
-            _Lane(LaneIntake(link, self.keys, client, lane, consumer=self.consumer,
-                             visibility=visibility, stop=self._stop))
-            for client in self._shares for lane in (0, 1)
-        ]  # fmt: skip
-        self._work = asyncio.Event()
-        self._vtime = dict.fromkeys(self._shares, 0.0)
-        self._now = 0.0
+        self.lanes = FairLanes(
+            link, self.keys, self._shares, consumer=self.consumer, visibility=visibility
+        )
         self._bodies: dict[str, tuple[dict[str, Any], bytes | None] | None] = {}
-        self._handed: dict[int, tuple[str, str]] = {}  # row id -> (email, message id)
+        self._handed: dict[int, tuple[str, str, bool]] = {}  # row id -> email, mid, flagged
         self._first: dict[int, float] = {}
         self._commit = GroupCommit(self._write)
         self._refresher: asyncio.Task[None] | None = None
@@ -175,10 +162,7 @@ class RedisQueue:
     async def release(self) -> int:
         """Make every chunk this proxy holds (read ahead, or given back on a drain)
         reclaimable by any proxy now instead of after the visibility timeout."""
-        released = 0
-        for lane in self._lanes:
-            released += await lane.intake.release()
-        return released
+        return await self.lanes.release()
 
     async def take_over(self, exc: JournalError) -> bool:
         """After ``exc`` from :meth:`mark_in_flight` (another proxy took over a chunk while
@@ -206,7 +190,6 @@ class RedisQueue:
         first = int(last) - rows + 1
         keys, args = self._accept_payload(messages, first, rows)
         self.backlog = int(await self._accept_link.script("proxy_accept", keys, args))
-        self._work.set()
 
     def _accept_payload(
         self, messages: list[NewMessage], first: int, rows: int
@@ -236,68 +219,16 @@ class RedisQueue:
     # -- intake ------------------------------------------------------------------------------
 
     async def batches(self) -> AsyncIterator[Batch]:
-        """Chunks from every lane, weighted by client share, small before bulk; waits for
-        more until the run stops."""
-        self._stop.clear()
-        pumps = [asyncio.create_task(self._pump(lane)) for lane in self._lanes]
-        for pump in pumps:
-            pump.add_done_callback(lambda _: self._work.set())
+        """Chunks from every lane, weighted by client share, small before bulk, with their
+        messages' content; waits for more until the run stops."""
+        chunks = self.lanes.batches()
         try:
-            while True:
-                self._work.clear()
-                picked = self._pick()
-                if picked is None:
-                    for pump in pumps:
-                        if pump.done():
-                            pump.result()  # a lane's error is the intake's
-                            raise FleetError("a lane of the proxy's Redis queue ended")
-                    await self._work.wait()
-                    continue
-                lane, batch = picked
-                lane.ready = None
-                lane.taken.set()
+            async for lane, batch in chunks:
                 yield await self._with_bodies(lane, batch)
         finally:
-            self._stop.set()
-            for lane in self._lanes:
-                lane.taken.set()
-            _, late = await asyncio.wait(pumps, timeout=2.0)
-            for task in late:
-                task.cancel()  # a chunk it had just read is taken over after the timeout
-            await asyncio.gather(*pumps, return_exceptions=True)
-            for lane in self._lanes:
-                lane.ready = None  # still held: close()/release() gives it back
+            await chunks.aclose()  # type: ignore[attr-defined]  # stops the lanes now
 
-    async def _pump(self, lane: _Lane) -> None:
-        batches = lane.intake.batches()
-        try:
-            async for batch in batches:
-                lane.taken.clear()
-                lane.ready = batch
-                self._work.set()
-                await lane.taken.wait()
-                if self._stop.is_set():
-                    return
-        finally:
-            await batches.aclose()  # type: ignore[attr-defined]  # ends its heartbeat now
-
-    def _pick(self) -> tuple[_Lane, Batch] | None:
-        ready = [lane for lane in self._lanes if lane.ready is not None]
-        if not ready:
-            return None
-        for lane in ready:  # a client coming back from idle gets no saved-up credit
-            client = lane.intake.client
-            self._vtime[client] = max(self._vtime[client], self._now)
-        best = min(ready, key=lambda x: (self._vtime[x.intake.client], x.intake.lane))
-        client = best.intake.client
-        batch = best.ready
-        assert batch is not None
-        self._now = self._vtime[client]
-        cost = max(1, len(batch.rows) + batch.skipped)
-        self._vtime[client] += cost / self._shares.get(client, 1.0)
-        return best, batch
-
-    async def _with_bodies(self, lane: _Lane, batch: Batch) -> Batch:
+    async def _with_bodies(self, lane: LaneIntake, batch: Batch) -> Batch:
         mids = list({str(row.fields["m"]) for row in batch.rows} - set(self._bodies))
         if mids:
             await self._load_bodies(mids)
@@ -310,7 +241,7 @@ class RedisQueue:
                 why = "the message's content has expired in Redis"
                 gone.append(RowOutcome(row.id, "skipped", error_code="expired", error=why))
                 continue
-            self._handed[row.id] = (row.email, mid)
+            self._handed[row.id] = (row.email, mid, row.possible_duplicate)
             fields = {"message": mid, "spec": body[0], "raw": body[1]}
             rows.append(PendingRow(row.id, row.line, row.email, fields, row.possible_duplicate,
                                    row.attempts))  # fmt: skip
@@ -334,8 +265,8 @@ class RedisQueue:
             self._bodies[mid] = None if spec is None else (orjson.loads(spec), raw or None)
 
     async def settle(self, batch: Batch) -> None:
-        lane: _Lane = batch.extra["lane"]
-        await lane.intake.settle(batch)
+        lane: LaneIntake = batch.extra["lane"]
+        await lane.settle(batch)
 
     # -- books -------------------------------------------------------------------------------
 
@@ -361,12 +292,12 @@ class RedisQueue:
         assert self._results is not None
         now = timestamp(time.time())
         for o in outcomes:
-            email, mid = self._handed.get(o.id, ("", ""))
+            email, mid, flagged = self._handed.get(o.id, ("", "", False))
             first = self._first.get(o.id)
             record = {
                 "line": o.id, "email": email, "status": o.state, "message_id": o.message_id,
                 "error_code": o.error_code, "error": o.error, "attempts": o.attempts,
-                "possible_duplicate": bool(o.possible_duplicate),
+                "possible_duplicate": flagged or bool(o.possible_duplicate),
                 "first_attempt_at": None if first is None else timestamp(first),
                 "finished_at": now, "proxy_message_id": mid,
             }  # fmt: skip
