@@ -63,6 +63,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("bulkmail.proxy")
 KEEP = 7 * 86400.0
+#: Row ids a proxy reserves at a time (one INCRBY; a restart leaves a gap, never a reuse).
+ID_BLOCK = 10_000
 
 
 class RedisQueue:
@@ -106,6 +108,7 @@ class RedisQueue:
         self._handed: dict[int, tuple[str, str, bool]] = {}  # row id -> email, mid, flagged
         self._first: dict[int, float] = {}
         self._commit = GroupCommit(self._write)
+        self._ids = (0, 0)  # row ids reserved for this proxy: [next, end)
         self._refresher: asyncio.Task[None] | None = None
 
     @classmethod
@@ -186,8 +189,12 @@ class RedisQueue:
         rows = sum(len(m.recipients) for m in messages)
         if not rows:
             return
-        last = await self._accept_link.call(lambda r: r.incrby(self.keys.seq, rows))
-        first = int(last) - rows + 1
+        if self._ids[0] + rows > self._ids[1]:  # row ids are reserved in blocks, per proxy
+            block = max(rows, ID_BLOCK)
+            last = int(await self._accept_link.call(lambda r: r.incrby(self.keys.seq, block)))
+            self._ids = (last - block + 1, last + 1)
+        first = self._ids[0]
+        self._ids = (first + rows, self._ids[1])
         keys, args = self._accept_payload(messages, first, rows)
         self.backlog = int(await self._accept_link.script("proxy_accept", keys, args))
 
