@@ -313,3 +313,55 @@ def test_queue_config_forms(tmp_path: Path) -> None:
     assert config.queue is not None
     assert config.queue.url == "redis://proxy:s%2Fcr%40t@127.0.0.1:6379/0"
     assert (config.queue.name, config.queue.visibility) == ("eu", 5.0)
+
+
+async def test_backlog_bound_answers_throttling(valkey: ValkeyServer, tmp_path: Path) -> None:
+    from botocore.exceptions import ClientError
+
+    async with running(tmp_path, rate="1", queue=valkey.url) as r:
+        r.proxy.service.max_backlog = 3  # type: ignore[union-attr]
+        ses = client("ses", r.url, attempts=1)
+        await call(
+            ses.send_email,
+            Source="news@example.com",
+            Destination={"ToAddresses": ["a@x.org", "b@x.org", "c@x.org"]},
+            Message=SIMPLE,
+        )
+        with pytest.raises(ClientError) as info:
+            await call(
+                ses.send_email,
+                Source="news@example.com",
+                Destination={"ToAddresses": ["d@x.org", "e@x.org"]},  # 2 still queued + 2 > 3
+                Message=SIMPLE,
+            )
+        assert info.value.response["Error"]["Code"] == "Throttling"
+
+
+async def test_engine_starts_again_when_another_proxy_took_rows_over(
+    valkey: ValkeyServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from bulkmail.errors import JournalError
+
+    async with running(tmp_path, queue=valkey.url) as r:
+        queue: Any = r.proxy.queue
+        real = queue.mark_in_flight
+        failed = []
+
+        async def once(ids: Any) -> None:
+            if not failed:  # as RedisBooks says when another proxy took the chunk meanwhile
+                failed.append(list(ids))
+                raise JournalError("campaign 'proxy:default': row 1 is in_flight")
+            await real(ids)
+
+        queue.mark_in_flight = once
+        await call(
+            client("sesv2", r.url).send_email,
+            FromEmailAddress="news@example.com",
+            Destination={"ToAddresses": ["a@x.org", "b@x.org", "c@x.org"]},
+            Content={"Simple": SIMPLE},
+        )
+        assert await until(lambda: r.sandbox.stats["accepted"] >= 3, 15)
+        assert await recorded(r, 3)
+    assert failed and sorted(a.to[0] for a in r.sandbox.accepted) == ["a@x.org", "b@x.org",
+                                                                      "c@x.org"]  # fmt: skip
+    assert "starting the engine again" in caplog.text
