@@ -104,6 +104,8 @@ class FairLanes:
         batches = lane.intake.batches()
         try:
             async for batch in batches:
+                if self._stop.is_set():
+                    return  # read while stopping: held, and given back by release()
                 lane.taken.clear()
                 lane.ready = batch
                 self._work.set()
