@@ -365,3 +365,35 @@ async def test_engine_starts_again_when_another_proxy_took_rows_over(
     assert failed and sorted(a.to[0] for a in r.sandbox.accepted) == ["a@x.org", "b@x.org",
                                                                       "c@x.org"]  # fmt: skip
     assert "starting the engine again" in caplog.text
+
+
+async def test_a_proxy_restarted_on_its_port_takes_its_own_chunks_back_at_once(
+    valkey: ValkeyServer, tmp_path: Path
+) -> None:
+    from bulkmail.proxy import Proxy, ProxyConfig
+    from bulkmail.servers.sandbox import SANDBOX_AWS, Faults, Sandbox
+
+    from ._proxy_helpers import ENV, write_config
+    from .conftest import free_port
+
+    path = write_config(tmp_path, rate="100", queue=f"{{url: '{valkey.url}', visibility: 600}}")
+    path.write_text(path.read_text().replace("127.0.0.1:0", f"127.0.0.1:{free_port()}"))
+    config = ProxyConfig.from_file(path, environ=ENV)
+    async with Sandbox(quota=100, faults=Faults(latency=0.03)) as sandbox:
+        kw = {"endpoint": sandbox.url, "credentials": SANDBOX_AWS, "grace": 2}
+        first = Proxy(config, **kw)
+        await first.__aenter__()
+        await asyncio.to_thread(_send, first.url, 0, 10)  # 100 recipients: a second's work
+        assert await until(lambda: len(sandbox.accepted) >= 20, 10)
+        await _crash(first)
+        assert len(sandbox.accepted) < 100
+        async with Proxy(config, **kw) as again:  # same host and port: same consumer
+            everyone = {f"m{i}-r{j}@x.org" for i in range(10) for j in range(10)}
+            # long before the 600 s visibility timeout would let anyone else take them
+            assert await until(lambda: {x.to[0] for x in sandbox.accepted} >= everyone, 20)
+            assert again.queue is not None
+            assert await until(lambda: again.queue.backlog == 0, 10)  # type: ignore[union-attr]
+            counts = await again.queue.counts()
+    assert counts["sent"] == 100 and counts["in_flight"] == 0
+    sent = collections.Counter(x.to[0] for x in sandbox.accepted)
+    assert sum(sent.values()) - 100 <= counts["possible_duplicate"]

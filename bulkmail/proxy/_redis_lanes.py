@@ -26,8 +26,8 @@ from importlib import resources
 from typing import Any
 
 from bulkmail.fleet.intake import RedisIntake
-from bulkmail.fleet.keys import CampaignKeys
-from bulkmail.fleet.link import Link
+from bulkmail.fleet.keys import GROUP, CampaignKeys
+from bulkmail.fleet.link import Link, decode
 
 #: Scripts of the proxy's own (``bulkmail/proxy/scripts/``); the rest are the fleet's.
 _OWN_SCRIPTS = frozenset({"proxy_accept", "proxy_tally"})
@@ -119,16 +119,36 @@ class LaneIntake(RedisIntake):
         self.keys = _LaneStreamKeys(books.name, keys.lane(client, lane))
         self.client = client
         self.lane = lane
+        self._own_read = False
 
     #: Chunks taken over per look for abandoned ones. The fleet's intake takes one a look
     #: (its chunks hold hundreds of rows); a proxy's hold one request's recipients, so a
     #: dead proxy may leave dozens, which one at a time would take half a second each.
     claim_batch = 32
 
+    async def _own_pending(self) -> list[tuple[str, dict[bytes, bytes], bool]]:
+        stream = self.keys.stream
+        reply = await self.link.call(
+            lambda r: r.xreadgroup(GROUP, self.consumer, {stream: "0"}, count=1000)
+        )
+        return [
+            (decode(entry_id), fields, True)
+            for _stream, items in reply or []
+            for entry_id, fields in items
+            if fields and decode(entry_id) not in self.held
+        ]
+
     async def _done(self) -> bool:
         return False  # a proxy's queue is never finished (and has no enqueue meta)
 
     async def _autoclaim(self) -> list[tuple[str, dict[bytes, bytes], bool]]:
+        if not self._own_read:
+            # A proxy restarted under the same consumer name (host and port) takes its own
+            # unacknowledged chunks back at once rather than after the visibility timeout.
+            self._own_read = True
+            own = await self._own_pending()
+            if own:
+                return own
         found: list[tuple[str, dict[bytes, bytes], bool]] = []
         for _ in range(self.claim_batch):
             got = await super()._autoclaim()

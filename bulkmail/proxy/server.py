@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import socket
 import ssl
 from typing import Any
 
@@ -157,9 +158,12 @@ class Proxy:
         from bulkmail.proxy.redis_queue import RedisQueue  # needs bulkmail[fleet]
 
         q = config.queue
+        # One name per host and port: a proxy restarted there takes its own chunks back at
+        # once (no two live proxies can hold one port); port 0 gets a random one.
+        consumer = f"{socket.gethostname()}:{config.port}" if config.port else None
         return await RedisQueue.open(
             q.url, shares=shares, name=q.name, results=config.results, batch_size=batch,
-            visibility=q.visibility, keep=q.keep,
+            visibility=q.visibility, keep=q.keep, consumer=consumer,
         )  # fmt: skip
 
     async def _serve(
