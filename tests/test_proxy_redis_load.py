@@ -16,7 +16,7 @@ from bulkmail.proxy._redis_status import message_status
 from bulkmail.servers.sandbox import SANDBOX_AWS, Faults, Sandbox
 from tests.fleet_conftest import ValkeyServer
 
-from ._proxy_helpers import ENV, KEY_ID, SECRET, until
+from ._proxy_helpers import ENV, KEY_ID, SECRET, recorded, running, until
 from .conftest import free_port
 from .test_proxy_load import _send_many, _start, _wait_port
 
@@ -99,3 +99,22 @@ async def test_sigkill_one_of_two_proxies_sharing_redis_loses_nobody(
     assert all("Traceback" not in t and SECRET not in t for t in texts)
     assert "took over chunk" in texts[1]  # the survivor took the dead one's work
     print(f"\n{len(sandbox.accepted)} sends for 2000 recipients; {len(flagged)} flagged")
+
+
+async def test_500_messages_of_10_through_redis_become_5000_single_sends(
+    valkey: ValkeyServer, tmp_path: Path
+) -> None:
+    async with running(tmp_path, quota=500, outbox=False, queue=valkey.url) as r:
+        v1 = asyncio.to_thread(_send_many, r.url, 0, 250, v2=False)
+        v2 = asyncio.to_thread(_send_many, r.url, 250, 250, v2=True)
+        mids = [*await v1, *await v2]
+        assert len(set(mids)) == 500
+        assert await until(lambda: r.sandbox.stats["accepted"] >= 5000, 60)
+        assert await recorded(r, 5000, 10)
+        sent = collections.Counter(a.to for a in r.sandbox.accepted)
+        expected = {(f"m{i}-r{j}@x.org",) for i in range(500) for j in range(10)}
+        assert set(sent) == expected and max(sent.values()) == 1  # exactly once each
+        assert r.sandbox.stats["throttled"] <= 5  # <= 0.1 %
+        times = sorted(a.received_at for a in r.sandbox.accepted)
+        print(f"\nupstream {5000 / max(times[-1] - times[0], 1e-9):.0f} recipients/s "
+              f"(quota 500/s); throttled {r.sandbox.stats['throttled']}")  # fmt: skip
