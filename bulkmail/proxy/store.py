@@ -31,6 +31,7 @@ from bulkmail.books.base import FINAL_STATES, Books, PendingRow, Recovery, RowOu
 from bulkmail.errors import JournalError
 from bulkmail.intake.base import Batch, Intake
 from bulkmail.proxy._db import NewMessage, ProxyDb, QueuedRow
+from bulkmail.proxy._group import GroupCommit
 from bulkmail.proxy.fanout import Envelope
 
 T = TypeVar("T")
@@ -102,9 +103,7 @@ class SqliteQueue:
         self._work = asyncio.Event()
         self._cursors: dict[tuple[str, int], int] = {}
         self._handed: dict[int, tuple[str, int]] = {}
-        self._waiting: list[tuple[list[NewMessage], asyncio.Future[None]]] = []
-        self._committing = False
-        self._commit_task: asyncio.Task[None] | None = None
+        self._commit = GroupCommit(self._write)
         self.backlog = 0  # recipients accepted and not yet final
 
     @classmethod
@@ -159,35 +158,13 @@ class SqliteQueue:
             )
             for env in envelopes
         ]
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiting.append((messages, done))
-        if not self._committing:
-            self._committing = True
-            self._commit_task = asyncio.create_task(self._commit_loop())  # keep a reference
-        await done
+        await self._commit.submit(messages)
         return [m.mid for m in messages]
 
-    async def _commit_loop(self) -> None:
-        try:
-            while self._waiting:
-                group, self._waiting = self._waiting, []
-                messages = [m for batch, _ in group for m in batch]
-                try:
-                    added = await self._run(self._db.accept, messages, self._clock())
-                except BaseException as exc:
-                    for _, done in group:
-                        if not done.done():
-                            done.set_exception(exc)
-                    if not isinstance(exc, Exception):
-                        raise
-                    continue
-                self.backlog += added
-                self._work.set()
-                for _, done in group:
-                    if not done.done():
-                        done.set_result(None)
-        finally:
-            self._committing = False
+    async def _write(self, messages: list[NewMessage]) -> None:
+        added = await self._run(self._db.accept, messages, self._clock())
+        self.backlog += added
+        self._work.set()
 
     # -- intake ------------------------------------------------------------------------------
 
