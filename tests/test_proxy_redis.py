@@ -305,3 +305,26 @@ async def test_through_the_engine_a_reset_overtakes_another_clients_blast(
     # Queued behind the whole blast it would be 301st; fair, it waits only for what the
     # engine already holds (its queue of 25, a chunk being handed out, up to 64 at the gate).
     assert order.index("reset@x.org") < 150, order.index("reset@x.org")
+
+
+async def test_redis_away_refuses_accepts_then_the_proxy_carries_on(
+    valkey: ValkeyServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from botocore.exceptions import ClientError
+
+    async with running(tmp_path, queue=valkey.url) as r:
+        r.proxy.queue._accept_link.patience = 0.5  # type: ignore[union-attr]
+        ses = client("sesv2", r.url, attempts=1)
+        kw = {"FromEmailAddress": "news@example.com", "Content": {"Simple": SIMPLE}}
+        await call(ses.send_email, Destination={"ToAddresses": ["before@x.org"]}, **kw)
+        assert await until(lambda: r.sandbox.stats["accepted"] == 1, 10)
+        await asyncio.to_thread(valkey.stop)
+        with pytest.raises(ClientError) as info:
+            await call(ses.send_email, Destination={"ToAddresses": ["lost@x.org"]}, **kw)
+        assert info.value.response["ResponseMetadata"]["HTTPStatusCode"] == 500  # SDKs retry
+        await asyncio.to_thread(valkey.start)  # same port and folder: its AOF is read back
+        await call(ses.send_email, Destination={"ToAddresses": ["after@x.org"]}, **kw)
+        assert await until(lambda: r.sandbox.stats["accepted"] == 2, 20)
+        assert await recorded(r, 2)
+    assert sorted(a.to[0] for a in r.sandbox.accepted) == ["after@x.org", "before@x.org"]
+    assert "Traceback" not in caplog.text and "unavailable" in caplog.text  # one line, said why
