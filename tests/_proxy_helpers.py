@@ -18,7 +18,10 @@ OTHER_ID = "AKIDPROXYCLIENT0002"
 OTHER_SECRET = "other-client-secret-Yt5rEe2wQ"
 
 
-def write_config(tmp: Path, *, rate: str = "auto", extra: str = "", name: str = "ses") -> Path:
+def write_config(
+    tmp: Path, *, rate: str = "auto", extra: str = "", name: str = "ses", queue: str | None = None
+) -> Path:
+    """A PROXY.yaml in ``tmp``: the SQLite journal, or ``queue`` (a ``queue:`` value)."""
     provider = {
         "ses": "{name: ses, region: us-east-1}",
         "sesv1": "{name: ses, region: us-east-1, api: v1}",
@@ -36,8 +39,9 @@ def write_config(tmp: Path, *, rate: str = "auto", extra: str = "", name: str = 
         "    identities: [news@other.example]\n"
         f"provider: {provider}\n"
         f"rate: {rate}\n"
-        "journal: proxy.journal.sqlite\n"
-        "results: proxy.results.jsonl\n" + extra
+        + ("journal: proxy.journal.sqlite\n" if queue is None else f"queue: {queue}\n")
+        + "results: proxy.results.jsonl\n"
+        + extra
     )
     return path
 
@@ -64,10 +68,11 @@ async def running(
     name: str = "ses",
     extra: str = "",
     outbox: bool = True,
+    queue: str | None = None,
     **kw: Any,
 ) -> AsyncIterator[Running]:
     config = ProxyConfig.from_file(
-        write_config(tmp, rate=rate, name=name, extra=extra), environ=ENV
+        write_config(tmp, rate=rate, name=name, extra=extra, queue=queue), environ=ENV
     )
     folder = tmp / "outbox" if outbox else None
     async with Sandbox(quota=quota, outbox=folder, **kw) as sandbox:

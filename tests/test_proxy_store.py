@@ -86,7 +86,7 @@ def test_config_errors_name_file_key_and_line(tmp_path: Path) -> None:
         ProxyConfig.from_file(path, environ={})  # secrets not in the environment
     text = str(info.value)
     assert "proxy.yaml:10: key 'rate': must be a positive number" in text
-    assert "proxy.yaml:13: key 'queue': a Redis queue is not supported yet" in text
+    assert "proxy.yaml:13: key 'queue': give either journal: FILE or queue:" in text
     assert (
         "proxy.yaml:4: key 'clients[0].secret_env': environment variable PROXY_TEST_SECRET" in text
     )

@@ -8,7 +8,9 @@
         share: 1                          # optional weight for fair sharing
     provider: {name: ses, region: us-east-1}   # the campaign's schema
     rate: 14                              # or auto (the upstream quota)
-    journal: proxy.journal.sqlite
+    journal: proxy.journal.sqlite         # or, shared by several proxies:
+    # queue: redis://user:password@redis:6379/0   (or {url: ..., password_env: NAME,
+    #        name: default, visibility: 30, keep: 604800}); not both
     results: proxy.results.jsonl
     max_backlog: 1000000                  # recipients queued before answering Throttling
 
@@ -26,6 +28,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, urlsplit, urlunsplit
 
 from bulkmail.input._providerconfig import ProviderChecker
 from bulkmail.input._yamlconfig import Bad, describe, integer, load_yaml, one_line, output_file
@@ -36,8 +39,30 @@ from bulkmail.signing.sigv4 import AwsCredentials
 _KEYS = ("listen", "tls", "clients", "provider", "rate", "journal", "results", "max_backlog",
          "queue", "max_connections", "header_timeout", "body_timeout", "region")  # fmt: skip
 _CLIENT_KEYS = ("access_key_id", "secret_env", "secret_file", "identities", "share")
+_QUEUE_KEYS = ("url", "password_env", "name", "visibility", "keep")
 _KEY_ID = re.compile(r"[A-Z0-9]{16,128}")
 _MAX_FILE = 1 << 20
+
+
+@dataclass(frozen=True, kw_only=True)
+class QueueConfig:
+    """``queue:``: the fleet's Redis as the accept queue, shared by every proxy using it.
+
+    >>> QueueConfig(url="redis://127.0.0.1:6379/0").visibility
+    30.0
+    """
+
+    url: str
+    name: str = "default"
+    visibility: float = 30.0  # a dead proxy's chunks are taken over after this long
+    keep: float = 7 * 86400.0  # a message's content and status are kept this long
+
+    def __repr__(self) -> str:  # the URL may hold a password
+        return f"QueueConfig({_redacted(self.url)!r}, name={self.name!r})"
+
+    @property
+    def display(self) -> str:
+        return _redacted(self.url)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -59,6 +84,7 @@ class ProxyConfig:
     journal: Path
     results: Path
     max_backlog: int
+    queue: QueueConfig | None = None
     max_connections: int
     header_timeout: float
     body_timeout: float
@@ -124,8 +150,9 @@ class _ProxyChecker(ProviderChecker):
     def proxy(self, data: Any, file: Path, environ: Mapping[str, str]) -> ProxyConfig | None:
         m = self.mapping(data, "", _KEYS)
         host, port = self.get(m, "listen", _listen) or ("127.0.0.1", 8025)
-        if "queue" in m:
-            self.bad("queue", "a Redis queue is not supported yet; use journal: FILE")
+        queue = self._queue(m.get("queue"), environ) if "queue" in m else None
+        if "queue" in m and "journal" in m:
+            self.bad("queue", "give either journal: FILE or queue: redis://..., not both")
         provider = self.provider(m.get("provider"), {})
         if "rate" not in m:
             self.bad("rate", "is required: recipients per second, or 'auto' to use the quota")
@@ -151,6 +178,33 @@ class _ProxyChecker(ProviderChecker):
             max_connections=self.get(m, "max_connections", integer(1, 100_000)) or 1024,
             header_timeout=self.get(m, "header_timeout", _seconds) or 10.0,
             body_timeout=self.get(m, "body_timeout", _seconds) or 60.0,
+            queue=queue,
+        )
+
+    def _queue(self, raw: Any, environ: Mapping[str, str]) -> QueueConfig | None:
+        if isinstance(raw, str):
+            m: dict[str, Any] = {}
+            url = self.check(raw, "queue", _redis_url)
+        else:
+            m = self.mapping(raw, "queue", _QUEUE_KEYS)
+            url = self.require(m, "queue.url", _redis_url)
+        if url is None:
+            return None
+        if "password_env" in m:
+            name = self.get(m, "queue.password_env", one_line)
+            password = str(environ.get(name, "")) if name else ""
+            if not password:
+                self.bad("queue.password_env", f"environment variable {name} is not set")
+                return None
+            parts = urlsplit(url)
+            user = quote(parts.username or "", safe="")
+            netloc = f"{user}:{quote(password, safe='')}@{parts.netloc.rpartition('@')[2]}"
+            url = urlunsplit(parts._replace(netloc=netloc))
+        return QueueConfig(
+            url=url,
+            name=self.get(m, "queue.name", _queue_name) or "default",
+            visibility=self.get(m, "queue.visibility", _seconds) or 30.0,
+            keep=self.get(m, "queue.keep", _seconds) or 7 * 86400.0,
         )
 
     def _tls(self, raw: Any) -> tuple[Path, Path] | None:
@@ -221,6 +275,39 @@ class _ProxyChecker(ProviderChecker):
         return out
 
 
+def _redis_url(value: Any) -> str:
+    text = one_line(value).strip()
+    parts = urlsplit(text)
+    if parts.scheme not in ("redis", "rediss") or not parts.hostname:
+        raise Bad(
+            "must be a Redis URL: redis://HOST:PORT/DB, rediss:// for TLS, "
+            f"redis://USER:PASSWORD@HOST for an ACL user; got {_redacted(text)!r}"
+        )
+    try:
+        _ = parts.port
+        db = parts.path.strip("/")
+        if db and not db.isdigit():
+            raise ValueError(f"the database must be a number, not {db!r}")
+    except ValueError as exc:
+        raise Bad(f"{exc} in {_redacted(text)!r}") from None
+    return text
+
+
+def _queue_name(value: Any) -> str:
+    text = one_line(value).strip()
+    if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", text):
+        raise Bad("must be 1 to 64 letters, digits, '_', '.' or '-'")
+    return text
+
+
+def _redacted(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
+
+
 def _key_id(value: Any) -> str:
     text = one_line(value).strip()
     if not _KEY_ID.fullmatch(text):
@@ -247,4 +334,4 @@ def _existing(base: Path) -> Callable[[Any], Path]:
     return check
 
 
-__all__ = ["ProxyConfig"]
+__all__ = ["ProxyConfig", "QueueConfig"]

@@ -1,7 +1,9 @@
 """``bulkmail proxy``: the SES API in front, the unchanged engine behind.
 
-Assembly only: the accept queue (:class:`~bulkmail.proxy.store.SqliteQueue`) is both the
-engine's intake and its books; the provider comes from the registry (SES v2/v1, DirectMail,
+Assembly only: the accept queue (:class:`~bulkmail.proxy.store.SqliteQueue`, or with
+``queue: redis://...`` the fleet's Redis, :class:`~bulkmail.proxy.redis_queue.RedisQueue`,
+shared by several proxies and paced by the fleet's pacer) is both the engine's intake and
+its books; the provider comes from the registry (SES v2/v1, DirectMail,
 SMTP: SES in, anything out); the local limiter paces one quota across every client; the
 hardened HTTP server (:mod:`bulkmail.proxy.http`) serves :class:`~bulkmail.proxy.service.
 ProxyService`::
@@ -15,6 +17,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import socket
 import ssl
 from typing import Any
 
@@ -23,7 +26,7 @@ from bulkmail.delivery.engine import CampaignRun
 from bulkmail.delivery.progress import Summary
 from bulkmail.delivery.quota import resolve_rate
 from bulkmail.delivery.sender import RetryPolicy, Sender
-from bulkmail.errors import ConfigError
+from bulkmail.errors import ConfigError, JournalError
 from bulkmail.mail.message import Message
 from bulkmail.providers.base import Provider
 from bulkmail.providers.registry import build_provider
@@ -31,7 +34,7 @@ from bulkmail.proxy.config import ProxyConfig
 from bulkmail.proxy.fanout import compose_message
 from bulkmail.proxy.http import HttpServer, Limits
 from bulkmail.proxy.service import ProxyService, Usage
-from bulkmail.proxy.store import SqliteQueue
+from bulkmail.proxy.store import ProxyQueue, SqliteQueue
 
 log = logging.getLogger("bulkmail.proxy")
 
@@ -69,7 +72,7 @@ class Proxy:
         self._grace = grace
         self._stop = asyncio.Event()
         self._stack = contextlib.AsyncExitStack()
-        self.queue: SqliteQueue | None = None
+        self.queue: ProxyQueue | None = None
         self.service: ProxyService | None = None
         self.http: HttpServer | None = None
         self.sender: Sender | None = None
@@ -116,12 +119,7 @@ class Proxy:
         # Small batches keep the hand-out fair: a new small message waits at most about
         # half a second behind what is already queued for the engine.
         batch = max(10, min(500, int(rate * 0.25)))
-        queue = await SqliteQueue.open(
-            config.journal,
-            shares={c.key.access_key_id: c.share for c in config.clients},
-            results=config.results,
-            batch_size=batch,
-        )
+        queue = await self._open_queue(batch)
         self.queue = queue
         self._stack.push_async_callback(queue.close)
         if queue.recovery.requeued:
@@ -130,20 +128,7 @@ class Proxy:
                 "flagged possible_duplicate",
                 queue.recovery.requeued,
             )
-        self.sender = Sender(provider, rate=rate, retry=RetryPolicy())
-        run = CampaignRun(
-            intake=queue,
-            books=queue,
-            compose=compose_row,
-            sender=self.sender,
-            name="proxy",
-            recovery=queue.recovery,
-            stop=self._stop,
-            grace=self._grace,
-            chunk=batch,
-            queue_depth=batch,
-        )
-        self._run = asyncio.create_task(run.run())
+        self._run = asyncio.create_task(self._serve(queue, provider, rate, batch))
         self.service = ProxyService(
             config.clients,
             queue,
@@ -162,6 +147,59 @@ class Proxy:
             context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             context.load_cert_chain(str(config.tls[0]), str(config.tls[1]))
         await self.http.start(config.host, config.port, context)
+
+    async def _open_queue(self, batch: int) -> ProxyQueue:
+        config = self.config
+        shares = {c.key.access_key_id: c.share for c in config.clients}
+        if config.queue is None:
+            return await SqliteQueue.open(
+                config.journal, shares=shares, results=config.results, batch_size=batch
+            )
+        from bulkmail.proxy.redis_queue import RedisQueue  # needs bulkmail[fleet]
+
+        q = config.queue
+        # One name per host and port: a proxy restarted there takes its own chunks back at
+        # once (no two live proxies can hold one port); port 0 gets a random one.
+        consumer = f"{socket.gethostname()}:{config.port}" if config.port else None
+        return await RedisQueue.open(
+            q.url, shares=shares, name=q.name, results=config.results, batch_size=batch,
+            visibility=q.visibility, keep=q.keep, consumer=consumer,
+        )  # fmt: skip
+
+    async def _serve(
+        self, queue: ProxyQueue, provider: Provider, rate: float, batch: int
+    ) -> Summary:
+        """The engine over the queue; started again when another proxy sharing a Redis queue
+        took over rows this one was slow to send (with a fresh sender: a drained one stays
+        drained)."""
+        while True:
+            pacer = None
+            if self.config.queue is not None:
+                from bulkmail.proxy.redis_queue import shared_pacer
+
+                pacer = shared_pacer(queue, self.config.provider, rate)
+            self.sender = Sender(
+                provider, rate=rate, retry=RetryPolicy(), limiter=pacer,
+                min_concurrency=64 if pacer is not None else 32,
+            )  # fmt: skip
+            run = CampaignRun(
+                intake=queue,
+                books=queue,
+                compose=compose_row,
+                sender=self.sender,
+                name="proxy",
+                recovery=queue.recovery,
+                stop=self._stop,
+                grace=self._grace,
+                chunk=batch,
+                queue_depth=batch,
+            )
+            try:
+                return await run.run()
+            except JournalError as exc:
+                if self._stop.is_set() or not await queue.take_over(exc):
+                    raise
+                log.warning("%s; starting the engine again", exc)
 
     async def wait(self) -> Summary:
         """Until :meth:`stop` (or the provider stops all sending); the engine's summary."""
@@ -192,7 +230,8 @@ async def run_proxy(config: ProxyConfig, *, out: Any = None) -> Summary | None:
             loop.add_signal_handler(sig, done.set)
         print(
             f"bulkmail proxy: SES API at {proxy.url} for {len(config.clients)} client(s), "
-            f"sending through {config.provider.name}; journal {config.journal}",
+            f"sending through {config.provider.name}; "
+            + (f"queue {config.queue.display}" if config.queue else f"journal {config.journal}"),
             file=out,
             flush=True,
         )

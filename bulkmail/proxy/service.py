@@ -28,7 +28,7 @@ import orjson
 
 from bulkmail.proxy.fanout import Envelope, bulk_v1, bulk_v2, check_addresses, envelope_for
 from bulkmail.proxy.http import Request
-from bulkmail.proxy.store import SqliteQueue
+from bulkmail.proxy.store import ProxyQueue
 from bulkmail.servers import _ses as ses
 from bulkmail.servers._wire import ApiError, Quota, Reply
 from bulkmail.signing.sigv4 import AwsCredentials
@@ -81,7 +81,7 @@ class ProxyService:
     def __init__(
         self,
         clients: Sequence[Client],
-        queue: SqliteQueue,
+        queue: ProxyQueue,
         usage: Usage,
         *,
         max_backlog: int = 1_000_000,

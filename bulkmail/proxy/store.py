@@ -12,8 +12,8 @@ work in proportion to their ``share``, and within a client the recipients of sma
 (at most :data:`SMALL` recipients: a password reset) go ahead of bulk ones. Interleaving is
 weighted, so a 100,000-recipient blast never holds another client's mail behind it.
 
-A Redis-backed queue (the fleet's) would implement the same four coroutines
-(accept/batches/settle + the Books methods); none exists yet.
+:class:`~bulkmail.proxy.redis_queue.RedisQueue` (``queue: redis://...``) is the same surface
+(:class:`ProxyQueue`) over the fleet's Redis, shared by several proxies.
 """
 
 from __future__ import annotations
@@ -25,11 +25,13 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
-from bulkmail.books.base import FINAL_STATES, PendingRow, Recovery, RowOutcome
-from bulkmail.intake.base import Batch
+from bulkmail.books.base import FINAL_STATES, Books, PendingRow, Recovery, RowOutcome
+from bulkmail.errors import JournalError
+from bulkmail.intake.base import Batch, Intake
 from bulkmail.proxy._db import NewMessage, ProxyDb, QueuedRow
+from bulkmail.proxy._group import GroupCommit
 from bulkmail.proxy.fanout import Envelope
 
 T = TypeVar("T")
@@ -40,6 +42,38 @@ SMALL = 5
 def new_message_id() -> str:
     """A proxy message id (SES-shaped: hex ms timestamp, uuid, suffix)."""
     return f"{int(time.time() * 1000):016x}-{uuid.uuid4()}-proxy0"
+
+
+class ProxyQueue(Intake, Books, Protocol):
+    """What the proxy needs of its accept queue: the engine's intake and books, plus accept,
+    status and the figures the API reports.
+
+    >>> async def serve(queue: ProxyQueue) -> None:                   # doctest: +SKIP
+    ...     mids = await queue.accept("AKID1", "sesv2", envelopes)   # durable before the 200
+    ...     print(queue.backlog, await queue.status(mids[0], "AKID1"))
+    """
+
+    backlog: int
+    batch_size: int
+    recovery: Recovery
+
+    async def accept(self, client: str, api: str, envelopes: Sequence[Envelope]) -> list[str]:
+        """Store the envelopes durably; their proxy message ids."""
+        ...
+
+    async def status(self, mid: str, client: str) -> dict[str, Any] | None:
+        """``GET /bulkmail/v1/messages/{id}``'s document (None: unknown or not ``client``'s)."""
+        ...
+
+    async def sent_last_24h(self) -> int:
+        """Recipients sent in the last 24 hours (``GetSendQuota``)."""
+        ...
+
+    async def take_over(self, exc: JournalError) -> bool:
+        """``exc`` came from :meth:`mark_in_flight`: True if the run may start again."""
+        ...
+
+    async def close(self) -> None: ...
 
 
 class SqliteQueue:
@@ -69,9 +103,7 @@ class SqliteQueue:
         self._work = asyncio.Event()
         self._cursors: dict[tuple[str, int], int] = {}
         self._handed: dict[int, tuple[str, int]] = {}
-        self._waiting: list[tuple[list[NewMessage], asyncio.Future[None]]] = []
-        self._committing = False
-        self._commit_task: asyncio.Task[None] | None = None
+        self._commit = GroupCommit(self._write)
         self.backlog = 0  # recipients accepted and not yet final
 
     @classmethod
@@ -102,6 +134,10 @@ class SqliteQueue:
         await self._run(self._db.close)
         self._executor.shutdown(wait=True)
 
+    async def take_over(self, exc: JournalError) -> bool:
+        """A journal error is a local disk failing: the proxy stops (one process owns it)."""
+        return False
+
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, functools.partial(fn, *args))
@@ -122,35 +158,13 @@ class SqliteQueue:
             )
             for env in envelopes
         ]
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiting.append((messages, done))
-        if not self._committing:
-            self._committing = True
-            self._commit_task = asyncio.create_task(self._commit_loop())  # keep a reference
-        await done
+        await self._commit.submit(messages)
         return [m.mid for m in messages]
 
-    async def _commit_loop(self) -> None:
-        try:
-            while self._waiting:
-                group, self._waiting = self._waiting, []
-                messages = [m for batch, _ in group for m in batch]
-                try:
-                    added = await self._run(self._db.accept, messages, self._clock())
-                except BaseException as exc:
-                    for _, done in group:
-                        if not done.done():
-                            done.set_exception(exc)
-                    if not isinstance(exc, Exception):
-                        raise
-                    continue
-                self.backlog += added
-                self._work.set()
-                for _, done in group:
-                    if not done.done():
-                        done.set_result(None)
-        finally:
-            self._committing = False
+    async def _write(self, messages: list[NewMessage]) -> None:
+        added = await self._run(self._db.accept, messages, self._clock())
+        self.backlog += added
+        self._work.set()
 
     # -- intake ------------------------------------------------------------------------------
 
@@ -260,4 +274,4 @@ def _share_out(
     return [row for _, _, row in ordered]
 
 
-__all__ = ["SMALL", "SqliteQueue", "new_message_id"]
+__all__ = ["SMALL", "ProxyQueue", "SqliteQueue", "new_message_id"]
