@@ -267,3 +267,36 @@ async def test_a_drained_worker_hands_its_chunks_back_and_another_finishes(
         await link.close()
     assert middle["in_flight"] == 0 and 0 < middle["sent"] < 400
     assert counts["sent"] == 400 and len(sent_to) == 400 and set(sent_to.values()) == {1}
+
+
+async def test_a_worker_that_lost_a_chunk_starts_over_and_still_sends(
+    valkey: ValkeyServer, tmp_path: Path, aws_env: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A JournalError (another worker took a chunk over meanwhile) restarts the run; the
+    restarted run sends normally (it once reused the drained Sender, which handed every
+    later row back unsent)."""
+    campaign = load_campaign(write_campaign(tmp_path, 60))
+    real = RedisBooks.mark_in_flight
+    failures = []
+
+    async def once_taken_over(self: RedisBooks, ids: list[int]) -> None:
+        if not failures:
+            failures.append(ids)
+            raise JournalError("rows were taken over by another worker")
+        await real(self, ids)
+
+    monkeypatch.setattr(RedisBooks, "mark_in_flight", once_taken_over)
+    link = Link.from_url(valkey.url)
+    try:
+        await enqueue_campaign(link, campaign, chunk=20)
+        async with Sandbox() as sandbox:
+            options = WorkerOptions(exit_when_done=True, endpoint=sandbox.url, visibility=0.5)
+            summaries = await asyncio.wait_for(
+                run_worker(link, options, asyncio.Event(), WorkerState()), 60
+            )
+            sent_to = Counter(a.to[0] for a in sandbox.accepted)
+    finally:
+        await link.close()
+    assert failures
+    assert summaries[campaign.name].counts["sent"] == 60
+    assert len(sent_to) == 60 and set(sent_to.values()) == {1}

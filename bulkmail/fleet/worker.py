@@ -164,21 +164,23 @@ async def _run(
     else:
         pacer = RedisPacer(link, account_key(campaign), rate=rate, daily_limit=campaign.daily_limit)
     cap = options.concurrency or campaign.concurrency or 512
-    sender = Sender(
-        provider,
-        rate=rate,
-        retry=RetryPolicy(max_attempts=campaign.max_attempts),
-        at_most_once=at_most_once,
-        max_concurrency=cap,
-        # A worker's requests wait for their fleet slot while holding a gate place, so
-        # Little's law needs room for that wait too.
-        min_concurrency=min(GATE_FLOOR, cap) if isinstance(pacer, RedisPacer) else min(32, cap),
-        limiter=pacer,
-    )
-    if isinstance(pacer, RedisPacer):
-        pacer.on_exhausted = _stopper(sender, pacer)
     state.pacers[name] = pacer
     while True:
+        # A new Sender each time round: one whose run ended in a JournalError has drained
+        # (and would hand every later row back unsent); the pacer is shared.
+        sender = Sender(
+            provider,
+            rate=rate,
+            retry=RetryPolicy(max_attempts=campaign.max_attempts),
+            at_most_once=at_most_once,
+            max_concurrency=cap,
+            # A worker's requests wait for their fleet slot while holding a gate place, so
+            # Little's law needs room for that wait too.
+            min_concurrency=min(GATE_FLOOR if isinstance(pacer, RedisPacer) else 32, cap),
+            limiter=pacer,
+        )
+        if isinstance(pacer, RedisPacer):
+            pacer.on_exhausted = _stopper(sender, pacer)
         intake = RedisIntake(
             link,
             name,
