@@ -1,7 +1,5 @@
 """``python -m bulkmail``: the same as the ``bulkmail`` command."""
 
-import sys
+from bulkmail.cli import console
 
-from bulkmail.cli import main
-
-sys.exit(main())
+console()

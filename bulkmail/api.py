@@ -18,12 +18,9 @@ import functools
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from bulkmail.books.base import PendingRow
-from bulkmail.books.journal import RetryFailed
-from bulkmail.books.sqlite import SqliteBooks
-from bulkmail.deliverability.guard import campaign_guard
 from bulkmail.delivery.engine import CampaignRun, Compose
 from bulkmail.delivery.guards import Guard
 from bulkmail.delivery.progress import Progress, Summary
@@ -34,10 +31,12 @@ from bulkmail.input.campaign import Campaign
 from bulkmail.input.check import CheckReport, check_campaign, load_campaign
 from bulkmail.input.compose import Composer
 from bulkmail.input.recipients import Recipient, list_fingerprint, read_recipients
-from bulkmail.intake.listfile import ListIntake
 from bulkmail.pacing.base import Pacer
 from bulkmail.providers.base import Provider
 from bulkmail.providers.registry import REGISTRY, build_provider
+
+if TYPE_CHECKING:
+    from bulkmail.books.journal import RetryFailed
 
 #: Rows per intake batch, journal transaction and dispatch step.
 CHUNK = 500
@@ -151,6 +150,8 @@ async def run_campaign(
             limiter=pacer,
             outage_wait=campaign.outage_wait,
         )
+        from bulkmail.deliverability.guard import campaign_guard
+
         deliverability = campaign_guard(campaign)  # the campaign's own bounce/complaint rates
         try:
             return await _run_list(
@@ -191,6 +192,10 @@ async def _run_list(
     # exists and before anything is sent. The suppression file is not part of the list's
     # hash: it may grow between runs (it is read again on every run) without --force.
     list_hash = await asyncio.to_thread(_preflight, campaign.recipients)
+    # Imported here, not at the top: a fleet worker uses this module but no journal.
+    from bulkmail.books.sqlite import SqliteBooks
+    from bulkmail.intake.listfile import ListIntake
+
     books = await SqliteBooks.open(
         campaign.journal,
         campaign_hash=campaign.content_hash(),
