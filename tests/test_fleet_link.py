@@ -89,3 +89,14 @@ async def test_a_heartbeat_loop_cancelled_at_any_instant_ends(valkey: ValkeyServ
         done, _ = await asyncio.wait([task], timeout=5)
         assert done, f"the loop outlived its cancellation (cancelled after {step * 0.2} ms)"
         await link.close()
+
+
+def test_a_bad_url_is_one_clear_line_without_its_password(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from bulkmail.cli import main
+
+    assert main(["status", "news", "--redis", "http://user:hunter2@127.0.0.1:1/0"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("bulkmail: invalid Redis URL:") and err.count("\n") == 1
+    assert "hunter2" not in err and "Traceback" not in err

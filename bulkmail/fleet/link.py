@@ -81,7 +81,7 @@ class Link:
                 max_connections=64,
             )
         except ValueError as exc:
-            raise FleetError(f"--redis: {exc}") from None
+            raise FleetError(f"invalid Redis URL: {exc}") from None
         return cls(client, display=_redacted(url))
 
     async def close(self) -> None:
