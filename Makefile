@@ -27,6 +27,8 @@ $(VENV)/.bench-$(HASH): $(VENV)/.test-$(HASH)
 install: $(VENV)/.runtime-$(HASH)
 install-test: $(VENV)/.test-$(HASH)
 	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
+	command -v unshare >/dev/null || (apt-get update -qq && apt-get install -y -qq util-linux)
+	command -v openssl >/dev/null || (apt-get update -qq && apt-get install -y -qq openssl)
 install-bench: $(VENV)/.bench-$(HASH)
 
 # Send the example campaign to the embedded sandbox; the mails land in examples/outbox/.

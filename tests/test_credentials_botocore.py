@@ -15,12 +15,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import botocore  # noqa: F401  (a test extra: make test installs it; never skipped)
 import pytest
 
 from bulkmail.credentials import aws_credential_source
 from bulkmail.errors import CredentialsError
-
-pytest.importorskip("botocore")
 
 
 def _expiry(seconds: float) -> str:

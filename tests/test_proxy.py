@@ -323,9 +323,10 @@ async def test_moto_as_upstream(tmp_path: Path, moto_ses: Any) -> None:
         ]
 
 
-@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs openssl to make a cert")
 async def test_tls_listener(tmp_path: Path) -> None:
     import subprocess
+
+    assert shutil.which("openssl"), "openssl makes the test certificate: run make install-test"
 
     subprocess.run(
         ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",

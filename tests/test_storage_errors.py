@@ -2,7 +2,7 @@
 sent, and a rerun after freeing space completes exactly once.
 
 Two ways to fill the disk: a real, small tmpfs holding the journal (in a user and mount
-namespace, so no privilege is needed; skipped where namespaces are not allowed), and, everywhere,
+namespace, so no privilege is needed; `make install-test` installs `unshare`), and, everywhere,
 a journal connection whose COMMIT fails with SQLite's own "database or disk is full" until the
 journal gives back its reserve (what deleting a file does on a real disk).
 """
@@ -53,15 +53,15 @@ def results(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
-def can_mount_tmpfs() -> bool:
-    if shutil.which("unshare") is None:
-        return False
+def require_tmpfs_namespace() -> None:
+    """Fail (never skip) with the reason when a tmpfs cannot be mounted in a namespace."""
+    assert shutil.which("unshare"), "unshare is missing: run make install-test (util-linux)"
     probe = subprocess.run(
         ["unshare", "--user", "--map-root-user", "--mount", "sh", "-c",
          "mount -t tmpfs -o size=64k tmpfs /mnt"],
-        capture_output=True,
+        capture_output=True, text=True,
     )  # fmt: skip
-    return probe.returncode == 0
+    assert probe.returncode == 0, f"cannot mount a tmpfs in a user namespace: {probe.stderr}"
 
 
 SCRIPT = r"""
@@ -80,10 +80,10 @@ echo $? > run2.rc
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not can_mount_tmpfs(), reason="cannot mount a tmpfs in a user namespace")
 def test_a_real_full_disk_stops_then_the_rerun_sends_everyone_exactly_once(
     make_campaign: CampaignFactory,
 ) -> None:
+    require_tmpfs_namespace()
     path = make_campaign(count=COUNT, domain="full.example.org", rate=800)
     folder = path.parent
     env = {
