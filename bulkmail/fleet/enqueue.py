@@ -152,11 +152,7 @@ async def store_definition(
         await pipe.execute()
 
     await link.call(write)
-    try:
-        await link.call(lambda r: r.xgroup_create(keys.stream, GROUP, id="0", mkstream=True))
-    except rexc.ResponseError as exc:
-        if "BUSYGROUP" not in str(exc):
-            raise
+    await link.ensure_group(keys.stream, GROUP)
     through = await link.call(lambda r: r.hget(keys.meta, "through"))
     return int(through or 0)
 

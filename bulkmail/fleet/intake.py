@@ -73,6 +73,10 @@ class RedisIntake:
         self.ambiguous = self.requeued = self.uncertain = 0
         self._claim_from = "0-0"
 
+    #: Abandoned entries taken over per ``XAUTOCLAIM``. A campaign's chunks hold hundreds
+    #: of rows, so one a look; the proxy's hold one request's recipients and take more.
+    claim_count = 1
+
     async def batches(self) -> AsyncIterator[Batch]:
         beat = asyncio.create_task(self._heartbeat())
         try:
@@ -152,7 +156,7 @@ class RedisIntake:
                 self.consumer,
                 min_idle_time=int(self.visibility * 1000),
                 start_id=self._claim_from,
-                count=1,
+                count=self.claim_count,
             )
         )
         self._claim_from = decode(reply[0])

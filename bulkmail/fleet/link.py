@@ -30,7 +30,7 @@ from urllib.parse import urlsplit
 import redis.asyncio as aioredis
 from redis import exceptions as rexc
 
-from bulkmail.errors import BulkmailError
+from bulkmail.errors import BulkmailError, InternalError
 
 T = TypeVar("T")
 log = logging.getLogger("bulkmail.fleet")
@@ -63,6 +63,8 @@ class Link:
         self.display = display
         self.trips = 0
         self.retries = 0
+        #: Packages whose ``scripts/NAME.lua`` :meth:`script` runs, searched in order.
+        self.script_packages: tuple[str, ...] = ("bulkmail.fleet",)
         self._shas: dict[str, str] = {}
         self._sources: dict[str, str] = {}
         self.max_backoff = 2.0
@@ -145,9 +147,26 @@ class Link:
 
     def _source(self, name: str) -> str:
         if name not in self._sources:
-            path = resources.files("bulkmail.fleet").joinpath("scripts").joinpath(f"{name}.lua")
-            self._sources[name] = path.read_text(encoding="utf-8")
+            for package in self.script_packages:
+                path = resources.files(package).joinpath("scripts", f"{name}.lua")
+                if path.is_file():
+                    self._sources[name] = path.read_text(encoding="utf-8")
+                    break
+            else:
+                raise InternalError(f"no Lua script {name!r} in {self.script_packages}")
         return self._sources[name]
+
+    async def ensure_group(self, stream: str, group: str) -> None:
+        """Create consumer ``group`` on ``stream`` (and the stream) unless it exists."""
+
+        async def step(r: Any) -> None:
+            try:
+                await r.xgroup_create(stream, group, id="0", mkstream=True)
+            except rexc.ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
+
+        await self.call(step)
 
 
 def _deliver_lost_cancel(task: asyncio.Task[Any] | None, asked: int) -> None:

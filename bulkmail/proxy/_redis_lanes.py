@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from importlib import resources
-from typing import Any
 
 from bulkmail.fleet.intake import RedisIntake
 from bulkmail.fleet.keys import GROUP, CampaignKeys
@@ -33,21 +31,16 @@ from bulkmail.fleet.link import Link, decode
 _OWN_SCRIPTS = frozenset({"proxy_accept", "proxy_tally"})
 
 
-class ProxyLink(Link):
+def proxy_link(url: str) -> Link:
     """The fleet's :class:`~bulkmail.fleet.link.Link` (retries, backoff, ``EVALSHA``) that
-    also finds the proxy's scripts.
+    also runs the proxy's own scripts (``bulkmail/proxy/scripts/``).
 
-    >>> ProxyLink.from_url("redis://user:pw@127.0.0.1:1/0").display
+    >>> proxy_link("redis://user:pw@127.0.0.1:1/0").display
     'redis://user:***@127.0.0.1:1/0'
     """
-
-    def _source(self, name: str) -> str:
-        if name not in _OWN_SCRIPTS:
-            return super()._source(name)
-        if name not in self._sources:
-            path = resources.files("bulkmail.proxy").joinpath("scripts", f"{name}.lua")
-            self._sources[name] = path.read_text(encoding="utf-8")
-        return self._sources[name]
+    link = Link.from_url(url)
+    link.script_packages = ("bulkmail.proxy", "bulkmail.fleet")
+    return link
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,10 +114,9 @@ class LaneIntake(RedisIntake):
         self.lane = lane
         self._own_read = False
 
-    #: Chunks taken over per look for abandoned ones. The fleet's intake takes one a look
-    #: (its chunks hold hundreds of rows); a proxy's hold one request's recipients, so a
-    #: dead proxy may leave dozens, which one at a time would take half a second each.
-    claim_batch = 32
+    #: A proxy's chunks hold one request's recipients, so a dead proxy may leave dozens:
+    #: one a look would take half a second each.
+    claim_count = 32
 
     async def _own_pending(self) -> list[tuple[str, dict[bytes, bytes], bool]]:
         stream = self.keys.stream
@@ -149,27 +141,7 @@ class LaneIntake(RedisIntake):
             own = await self._own_pending()
             if own:
                 return own
-        found: list[tuple[str, dict[bytes, bytes], bool]] = []
-        for _ in range(self.claim_batch):
-            got = await super()._autoclaim()
-            found += got
-            if not got or self._claim_from == "0-0":
-                break
-        return found
+        return await super()._autoclaim()
 
 
-async def ensure_group(link: Link, stream: str, group: str) -> None:
-    """Create ``group`` on ``stream`` (and the stream) unless it exists."""
-    from redis import exceptions as rexc
-
-    async def step(r: Any) -> None:
-        try:
-            await r.xgroup_create(stream, group, id="0", mkstream=True)
-        except rexc.ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
-
-    await link.call(step)
-
-
-__all__ = ["LaneIntake", "ProxyKeys", "ProxyLink", "ensure_group"]
+__all__ = ["LaneIntake", "ProxyKeys", "proxy_link"]

@@ -53,7 +53,7 @@ from bulkmail.providers.config import ProviderConfig
 from bulkmail.proxy._db import NewMessage
 from bulkmail.proxy._fair import FairLanes
 from bulkmail.proxy._group import GroupCommit
-from bulkmail.proxy._redis_lanes import LaneIntake, ProxyKeys, ProxyLink, ensure_group
+from bulkmail.proxy._redis_lanes import LaneIntake, ProxyKeys, proxy_link
 from bulkmail.proxy._redis_status import message_status
 from bulkmail.proxy.fanout import Envelope
 from bulkmail.proxy.store import SMALL, ProxyQueue, new_message_id
@@ -125,7 +125,7 @@ class RedisQueue:
         consumer: str | None = None,
     ) -> RedisQueue:
         """Connect (give up after 10 s of Redis being away), create the lanes' groups."""
-        link, accept_link = ProxyLink.from_url(url), ProxyLink.from_url(url)
+        link, accept_link = proxy_link(url), proxy_link(url)
         accept_link.patience = 5.0  # an accept fails (500: the SDK retries) rather than hang
         out = None
         try:
@@ -133,7 +133,7 @@ class RedisQueue:
             keys = ProxyKeys(name)
             for client in shares:
                 for lane in (0, 1):
-                    await ensure_group(link, keys.lane(client, lane), GROUP)
+                    await link.ensure_group(keys.lane(client, lane), GROUP)
             await _warn_unless_fsync_always(link)
             link.patience = None  # from here on the engine waits for Redis, as workers do
             if results is not None:
