@@ -39,6 +39,7 @@ from bulkmail.input.recipients import Recipient
 from bulkmail.pacing.base import Pacer
 from bulkmail.pacing.local import RateLimiter
 from bulkmail.pacing.redis import RedisPacer
+from bulkmail.providers.config import ProviderConfig
 
 log = logging.getLogger("bulkmail.fleet")
 
@@ -75,11 +76,11 @@ class WorkerState:
     pacers: dict[str, Pacer] = field(default_factory=dict)
 
 
-def account_key(campaign: Campaign, environ: dict[str, str] | None = None) -> str:
-    """The pacer's key for the campaign's provider account: a hash of provider, region,
-    host and access key id (or SMTP user) — never the key itself."""
+def account_key(provider: ProviderConfig, environ: dict[str, str] | None = None) -> str:
+    """The pacer's key for a provider account: a hash of provider, region, host and access
+    key id (or SMTP user) — never the key itself."""
     env = dict(os.environ if environ is None else environ)
-    p = campaign.provider
+    p = provider
     key_id = ""
     if p.name == "ses" or (p.name == "smtp" and not p.username):
         key_id = env.get("AWS_ACCESS_KEY_ID", "") or env.get("AWS_PROFILE", "")
@@ -162,7 +163,9 @@ async def _run(
     if rate >= UNPACED:
         pacer = RateLimiter(rate)
     else:
-        pacer = RedisPacer(link, account_key(campaign), rate=rate, daily_limit=campaign.daily_limit)
+        pacer = RedisPacer(
+            link, account_key(campaign.provider), rate=rate, daily_limit=campaign.daily_limit
+        )
     cap = options.concurrency or campaign.concurrency or 512
     state.pacers[name] = pacer
     while True:

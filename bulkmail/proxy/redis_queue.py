@@ -35,8 +35,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
-from types import SimpleNamespace
-from typing import IO, TYPE_CHECKING, Any, cast
+from typing import IO, TYPE_CHECKING, Any
 
 import orjson
 
@@ -59,7 +58,7 @@ from bulkmail.proxy.fanout import Envelope
 from bulkmail.proxy.store import SMALL, ProxyQueue, new_message_id
 
 if TYPE_CHECKING:
-    from bulkmail.input.campaign import Campaign
+    pass
 
 log = logging.getLogger("bulkmail.proxy")
 KEEP = 7 * 86400.0
@@ -348,9 +347,7 @@ def shared_pacer(queue: ProxyQueue, provider: ProviderConfig, rate: float) -> Pa
     if rate >= UNPACED:
         return None
     assert isinstance(queue, RedisQueue)
-    # account_key reads only ``.provider`` (the campaign's ProviderConfig, as ours is).
-    holder = cast("Campaign", SimpleNamespace(provider=provider))
-    return RedisPacer(queue.link, account_key(holder), rate=rate)
+    return RedisPacer(queue.link, account_key(provider), rate=rate)
 
 
 async def _warn_unless_fsync_always(link: Link) -> None:
