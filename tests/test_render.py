@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import markupsafe
 import pytest
 
 from bulkmail.errors import ConfigError
 from bulkmail.input.recipients import Recipient
-from bulkmail.input.render import Renderer, RenderProblem
+from bulkmail.input.render import Renderer, RenderProblem, _memo_escape
 from bulkmail.mail.message import Message
 from bulkmail.mail.mime import to_mime
 
@@ -41,6 +42,36 @@ def test_html_escapes_recipient_data_but_subject_and_text_do_not() -> None:
     assert m.subject == "Hi <b>Tom & Jerry</b>"
     assert m.text == "Hello <b>Tom & Jerry</b>"
     assert m.html == "<p>Hello &lt;b&gt;Tom &amp; Jerry&lt;/b&gt;</p>"
+
+
+def test_html_escaping_is_the_same_for_every_row_and_value_type() -> None:
+    # The HTML part remembers what it escaped (render._memo_escape): a value escaped before,
+    # a Markup equal to a plain string, True next to 1, must each come out as markupsafe's.
+    r = renderer(
+        subject="Hi",
+        text=None,
+        html="{{ a }}|{{ a | safe }}|{{ b }}|{{ a }}|{{ b | e }}",
+    )
+    rows = [
+        ("<b>", 1),
+        ("<b>", True),
+        ("Tom & Jerry", 1.0),
+        ("<b>", None),
+        ("plain", "<i>"),
+    ]
+    for a, b in rows * 2:
+        m = message(r.render(row(a=a, b=b)))
+        escaped, other = markupsafe.escape(a), markupsafe.escape(b)
+        assert m.html == f"{escaped}|{a}|{other}|{escaped}|{other}"
+
+
+def test_memo_escape_matches_markupsafe_past_its_size() -> None:
+    escape = _memo_escape(size=2)
+    values: list[Any] = ["<a>", "b&", "<a>", "c'", '"d"', markupsafe.Markup("<a>"), 1, True, "<a>"]
+    for value in values * 3:
+        got = escape(value)
+        assert got == markupsafe.escape(value)
+        assert type(got) is markupsafe.Markup
 
 
 def test_message_fields() -> None:
