@@ -236,6 +236,7 @@ class CampaignRun:
         )
 
     async def _dispatch(self) -> None:
+        loop = asyncio.get_running_loop()  # asyncio.create_task looks it up (a getpid()) each
         ended = False
         while not ended and not self._stopping:
             first = await self._next_item()
@@ -264,7 +265,7 @@ class CampaignRun:
                     self._give_back(batch[index:])
                     break
                 await self.sender.acquire_slot()
-                task = asyncio.create_task(self._deliver(row, message, open_))
+                task = loop.create_task(self._deliver(row, message, open_))
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
 
