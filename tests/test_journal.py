@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
 from bulkmail.books.journal import Journal, PendingRow, Recovery, RowOutcome
@@ -311,6 +312,51 @@ def test_rejected_rows_appear_in_results_in_line_order(journal: Journal, tmp_pat
     assert rows[1]["error"] == "no @ sign" and rows[2]["error"] == "duplicate of line 2"
     assert journal.problem_skip_count() == 2
     assert [s["line"] for s in journal.skips(codes={"bad_row", "invalid_address"})] == [3, 5]
+
+
+def test_export_is_the_bytes_orjson_writes_with_skips_merged_in(
+    journal: Journal, tmp_path: Path
+) -> None:
+    # SQLite writes each line (json_object) and merges the rows and the skipped lines in
+    # line order; the file must be what orjson.dumps of each line's dict would be.
+    journal.add_rows(
+        [rcpt(2, "a@x.org"), rcpt(5, "b@x.org"), rcpt(6, "c@x.org"), rcpt(9, "d@x.org")],
+        [
+            Rejected(1, "first", "bad_row", 'quote " and \\ back'),
+            Rejected(3, "x\u2028y", "invalid_address", "line\nbreak \u00e9"),
+            Rejected(10, "last", "bad_row", "tab\there"),
+        ],
+        through_line=10,
+        last=True,
+    )
+    journal.mark_in_flight([2, 5, 9])
+    journal.record(
+        [
+            RowOutcome(2, "sent", message_id="m-2", attempts=1),
+            RowOutcome(5, "failed", error_code="X", error='ctrl \x01 "q" \u2029', attempts=2),
+            RowOutcome(9, "pending", possible_duplicate=True),
+        ]
+    )
+    out = tmp_path / "results.jsonl"
+    assert journal.export_results(out) == 7
+    lines = out.read_bytes().splitlines()
+    assert [json.loads(line)["line"] for line in lines] == [1, 2, 3, 5, 6, 9, 10]
+    assert lines == [orjson.dumps(json.loads(line)) for line in lines]
+    by_line = {json.loads(line)["line"]: json.loads(line) for line in lines}
+    assert by_line[3] == {
+        "line": 3,
+        "email": "x\u2028y",
+        "status": "skipped",
+        "message_id": None,
+        "error_code": "invalid_address",
+        "error": "line\nbreak \u00e9",
+        "attempts": 0,
+        "possible_duplicate": False,
+        "first_attempt_at": None,
+        "finished_at": None,
+    }
+    assert by_line[9]["possible_duplicate"] is True and by_line[9]["status"] == "pending"
+    assert by_line[5]["error"] == 'ctrl \x01 "q" \u2029' and by_line[2]["message_id"] == "m-2"
 
 
 # -- sending and recording --------------------------------------------------------------------

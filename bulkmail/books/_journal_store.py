@@ -121,15 +121,6 @@ MIGRATE_1_TO_2 = (
     "ALTER TABLE rows ADD COLUMN retryable INTEGER",
 )
 INTERRUPTED = "the run ended while this request was in flight: it may have been sent"
-_EXPORT = """
-SELECT id, email, state, message_id, error_code, error, attempts, possible_duplicate,
-       first_attempt_at, finished_at FROM rows
-UNION ALL
-SELECT line, email, 'skipped', NULL, code, reason, 0, 0, NULL, NULL FROM skips
-ORDER BY 1
-"""
-
-
 # -- values in and out ------------------------------------------------------------------
 
 
@@ -274,31 +265,54 @@ _EVENT_OF = """(SELECT CASE
     WHEN sum(kind = 'bounce') THEN 'soft_bounced'
     WHEN sum(kind = 'delay') THEN 'delayed'
     WHEN sum(kind = 'delivery') THEN 'delivered'
-  END FROM ev.events WHERE ev.events.message_id = x.message_id)"""
+  END FROM ev.events WHERE ev.events.message_id = rows.message_id)"""
 
 
-#: Each key of a results line and the column of the export (``x``) it shows.
+#: Each key of a results line and what shows it for a journal row and for a skipped line.
 _LINE = (
-    ("line", "x.id"),
-    ("email", "x.email"),
-    ("status", "x.state"),
-    ("message_id", "x.message_id"),
-    ("error_code", "x.error_code"),
-    ("error", "x.error"),
-    ("attempts", "x.attempts"),
-    ("possible_duplicate", "json(CASE WHEN x.possible_duplicate THEN 'true' ELSE 'false' END)"),
-    ("first_attempt_at", "x.first_attempt_at"),
-    ("finished_at", "x.finished_at"),
+    ("line", "rows.id", "line"),
+    ("email", "rows.email", "email"),
+    ("status", "rows.state", "'skipped'"),
+    ("message_id", "rows.message_id", "NULL"),
+    ("error_code", "rows.error_code", "code"),
+    ("error", "rows.error", "reason"),
+    ("attempts", "rows.attempts", "0"),
+    (
+        "possible_duplicate",
+        "json(CASE WHEN rows.possible_duplicate THEN 'true' ELSE 'false' END)",
+        "json('false')",
+    ),
+    ("first_attempt_at", "rows.first_attempt_at", "NULL"),
+    ("finished_at", "rows.finished_at", "NULL"),
 )
 
 
 def _lines(event: str | None) -> str:
     """The export as one JSON text per row, written by SQLite (``json_object``): the same
     bytes as ``orjson.dumps`` of the row's dict (compact, keys in this order, the same
-    escapes), at 6.3 µs a row instead of 16 building each dict in Python."""
-    pairs = [*_LINE, ("event", event)] if event is not None else list(_LINE)
-    fields = ", ".join(f"'{key}', {column}" for key, column in pairs)
-    return f"SELECT json_object({fields}) FROM ({_EXPORT}) AS x ORDER BY x.id"
+    escapes), at 6.3 µs a row instead of 16 building each dict in Python.
+
+    Each side of the ``UNION ALL`` makes its own lines and the two are merged in line
+    order (both tables are read in rowid order, ``MERGE (UNION ALL)`` in the query plan):
+    ordering the union as one subquery sorted every line in a temporary B-tree first
+    (3.2-5.6 against 2.3-4.3 µs a line, 20,000 lines).
+    """
+    keys = [key for key, _, _ in _LINE]
+    from_rows = [column for _, column, _ in _LINE]
+    from_skips = [column for _, _, column in _LINE]
+    if event is not None:
+        keys.append("event")
+        from_rows.append(event)
+        from_skips.append("NULL")
+
+    def line(columns: list[str]) -> str:
+        pairs = ", ".join(f"'{k}', {c}" for k, c in zip(keys, columns, strict=True))
+        return f"json_object({pairs})"
+
+    return (
+        f"SELECT {line(from_rows)}, rows.id FROM rows "
+        f"UNION ALL SELECT {line(from_skips)}, line FROM skips ORDER BY 2"
+    )
 
 
 def write_results(conn: sqlite3.Connection, path: Path, *, events: Path | None = None) -> int:
@@ -322,7 +336,7 @@ def _write_results(conn: sqlite3.Connection, path: Path, sql: str) -> int:
         with os.fdopen(fd, "wb", buffering=1 << 20) as out:
             cursor = conn.execute(sql)  # one statement: one snapshot
             while batch := cursor.fetchmany(2000):
-                out.write("\n".join([line for (line,) in batch]).encode())
+                out.write("\n".join([line for line, _ in batch]).encode())
                 out.write(b"\n")
                 written += len(batch)
             out.flush()
