@@ -491,3 +491,20 @@ def test_ledger_keeps_half_the_headroom_free_for_jitter(rate: int) -> None:
     span = 1.0 + 0.5 * 0.02 / 0.98
     shifted = [(t / span, c) for t, c in releases]  # a window of `span` becomes one of 1 s
     assert fullest_window(shifted) <= rate
+
+
+@pytest.mark.parametrize("made", ["inside the loop", "outside any loop"])
+def test_default_clock_is_the_loop_s_time(made: str) -> None:
+    # Made in a loop, the limiter binds that loop's time() once (no lookup of the running
+    # loop per call); made outside, it reads the running loop's at each call. Both pace on
+    # the virtual clock here: 14/s from idle spends ~9 virtual seconds on 140 recipients.
+    outside = RateLimiter(14) if made == "outside any loop" else None
+
+    async def main(loop: VirtualLoop) -> list[Release]:
+        limiter = outside or RateLimiter(14)
+        return await campaign(loop, limiter, 140)
+
+    releases = run(main)
+    assert len(releases) == 140
+    assert 9.0 < releases[-1][0] - releases[0][0] < 10.5
+    assert fullest_window(releases) <= 14

@@ -71,6 +71,17 @@ def _loop_time() -> float:
     return asyncio.get_running_loop().time()
 
 
+def _default_clock() -> Callable[[], float]:
+    """The ``time`` of the loop running now, bound once; made outside a loop, the running
+    loop's at each call. ``asyncio.get_running_loop()`` costs a getpid() in CPython's C
+    code, and the limiter reads its clock twice a recipient: 2 % of a send run's samples
+    (py-spy), 40,000 getpid calls over 20,000 recipients (strace)."""
+    try:
+        return asyncio.get_running_loop().time
+    except RuntimeError:
+        return _loop_time
+
+
 def _positive_rate(rate: float) -> float:
     if not (rate > 0 and math.isfinite(rate)):
         raise ValueError(f"rate must be a positive number of recipients per second, not {rate!r}")
@@ -97,7 +108,8 @@ class RateLimiter:
 
     The long-run pace is ``effective_rate × (1 - headroom)``; see the module docstring for
     the release rule and the proof that no window exceeds the quota. ``clock`` defaults to the
-    running event loop's ``time()``; tests pass their own. Not thread-safe (one event loop).
+    event loop's ``time()`` (of the loop it is made in, else of the one running at each
+    call); tests pass their own. Not thread-safe (one event loop).
     """
 
     __slots__ = (
@@ -112,7 +124,7 @@ class RateLimiter:
         if not 0 <= headroom < 1:
             raise ValueError(f"headroom must be in [0, 1), not {headroom!r}")
         self._headroom = headroom
-        self._clock = clock or _loop_time
+        self._clock = clock or _default_clock()
         self._rate = self._effective = _positive_rate(rate)
         self._tat = -math.inf  # V: when the next recipient is due
         self._log: deque[tuple[float, int]] = deque()  # (release time, cost), time order
