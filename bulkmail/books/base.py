@@ -19,12 +19,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
+from bulkmail._frozen import fast_init
+
 #: States a row never leaves once recorded.
 FINAL_STATES = frozenset({"sent", "failed", "skipped", "uncertain"})
 #: Skip codes that are expected housekeeping rather than a problem with the list.
 BENIGN_SKIP_CODES = frozenset({"duplicate", "suppressed"})
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class PendingRow:
     """A recipient to send to; ``id`` is the books' handle (for a list file, its line).
@@ -41,6 +44,7 @@ class PendingRow:
     attempts: int
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class RowOutcome:
     """What happened to one row. ``state="pending"`` gives it back: definitely not sent.

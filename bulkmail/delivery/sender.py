@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from types import TracebackType
 
+from bulkmail._frozen import fast_init
 from bulkmail.delivery.breaker import BreakerState, CircuitBreaker, Ticket
 from bulkmail.delivery.gate import Gate
 from bulkmail.errors import (
@@ -61,6 +62,7 @@ class Status(StrEnum):
     UNSENT = "pending"
 
 
+@fast_init
 @dataclass(slots=True, frozen=True)
 class Delivery:
     """What became of one message after all its attempts.

@@ -32,6 +32,7 @@ from typing import Any
 
 import orjson
 
+from bulkmail._frozen import fast_init
 from bulkmail.errors import ConfigError
 
 #: A field longer than this (in characters) rejects its row.
@@ -61,6 +62,7 @@ _FAST_ADDRESS = re.compile(
 _SPECIAL_TLDS = frozenset({"arpa", "invalid", "local", "localhost", "onion", "test"})
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Recipient:
     """One acceptable row: ``fields`` holds every column (or JSON key), ``email`` included."""

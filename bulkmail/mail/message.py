@@ -11,9 +11,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
+from bulkmail._frozen import fast_init
+
 _EMPTY: Mapping[str, str] = MappingProxyType({})
 
 
+@fast_init
 @dataclass(slots=True, frozen=True, kw_only=True)
 class Message:
     """One email to one recipient.

@@ -10,6 +10,8 @@ import ssl
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
+from bulkmail._frozen import fast_init
+
 
 class HttpError(Exception):
     """Base of every error :class:`HttpPool` raises."""
@@ -91,6 +93,7 @@ class PoolOptions:
     max_body_bytes: int = 8 * 1024 * 1024
 
 
+@fast_init
 @dataclass(slots=True, frozen=True)
 class Response:
     status: int

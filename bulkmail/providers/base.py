@@ -13,6 +13,7 @@ from enum import StrEnum
 from types import TracebackType
 from typing import Protocol, runtime_checkable
 
+from bulkmail._frozen import fast_init
 from bulkmail.mail.message import Message
 
 
@@ -36,6 +37,7 @@ class Verdict(StrEnum):
     QUOTA = "quota"
 
 
+@fast_init
 @dataclass(slots=True, frozen=True)
 class Outcome:
     """The answer to one attempt, as a value.
