@@ -559,3 +559,37 @@ def test_key_cache_across_a_date_boundary() -> None:
     assert key_before != key_after
     assert key_after == derive_signing_key(CREDS.secret_access_key, "20240301", "us-east-1", "ses")
     assert signer.signing_key("20240301") is key_after  # cached: not derived again
+
+
+def test_a_reused_signer_signs_each_request_as_a_fresh_one_would() -> None:
+    # The signer keeps the last canonical header block: whatever changes between two calls
+    # in the same second (a header, its value, the host, the token, the payload hash given
+    # as a header, the time), the headers must be those a new signer gives.
+    creds = AwsCredentials("AKIDEXAMPLE", "secret")
+    temporary = AwsCredentials("ASIAEXAMPLE", "secret2", "token-1")
+    now = 1_700_000_000.25
+    calls: list[tuple[str, dict[str, str], bytes, float, AwsCredentials]] = [
+        ("h.example", {"Content-Type": "application/json"}, b"{}", now, creds),
+        ("h.example", {"Content-Type": "application/json"}, b'{"a":1}', now, creds),
+        ("h.example", {"Content-Type": "text/plain"}, b'{"a":1}', now, creds),
+        ("h.example", {"Content-Type": "text/plain", "X-Extra": "1"}, b"", now, creds),
+        ("h.example", {"X-Extra": "1", "Content-Type": "text/plain"}, b"", now, creds),
+        ("other.example", {"Content-Type": "text/plain"}, b"", now, creds),
+        ("h.example", {"Content-Type": "text/plain"}, b"", now, temporary),
+        (
+            "h.example",
+            {"Content-Type": "text/plain"},
+            b"",
+            now,
+            temporary.__class__(temporary.access_key_id, temporary.secret_access_key, "token-2"),
+        ),
+        ("h.example", {"X-Amz-Content-SHA256": "UNSIGNED-PAYLOAD"}, b"x", now, creds),
+        ("h.example", {"X-Amz-Content-SHA256": "UNSIGNED-PAYLOAD"}, b"y", now + 1, creds),
+        ("h.example", {"Content-Type": "text/plain"}, b"y", now + 1, creds),
+        ("h.example", {"Content-Type": "text/plain"}, b"y", now + 1, creds),
+    ]
+    reused = SigV4Signer(creds, region="us-east-1", service="ses")
+    for host, headers, body, at, who in calls:
+        fresh = SigV4Signer(who, region="us-east-1", service="ses")
+        expected = fresh.sign("POST", host, "/v2/x", "", headers, body, at)
+        assert reused.sign("POST", host, "/v2/x", "", headers, body, at, who) == expected
