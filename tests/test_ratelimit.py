@@ -508,22 +508,3 @@ def test_default_clock_is_the_loop_s_time(made: str) -> None:
     assert len(releases) == 140
     assert 9.0 < releases[-1][0] - releases[0][0] < 10.5
     assert fullest_window(releases) <= 14
-
-
-def test_waiters_that_may_go_together_are_woken_in_one_turn() -> None:
-    # After a late wake-up several waiters are due at once: they resume in the same turn of
-    # the loop (so their requests are written in one burst), not one turn each. Every loop
-    # turn costs 10 µs here, so one turn each would give each release its own time.
-    rate = 1000
-
-    async def main(loop: VirtualLoop) -> list[Release]:
-        return await campaign(loop, RateLimiter(rate), 3 * rate, workers=64)
-
-    releases = run(main, late=lambda: 0.03, busy=lambda: 1e-5)
-    together: dict[float, int] = {}
-    for at, cost in releases:
-        if at > releases[0][0] + 0.5:  # not the first burst, which takes its room at once
-            together[at] = together.get(at, 0) + cost
-    assert max(together.values()) >= 20  # ~30 ms late at 1,000/s
-    assert fullest_window(releases) <= rate
-    assert len(releases) == 3 * rate
