@@ -8,8 +8,9 @@ import markupsafe
 import pytest
 
 from bulkmail.errors import ConfigError
+from bulkmail.input._jinja import _memo_escape
 from bulkmail.input.recipients import Recipient
-from bulkmail.input.render import Renderer, RenderProblem, _memo_escape
+from bulkmail.input.render import Renderer, RenderProblem
 from bulkmail.mail.message import Message
 from bulkmail.mail.mime import to_mime
 
