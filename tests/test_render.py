@@ -67,8 +67,9 @@ def test_html_escaping_is_the_same_for_every_row_and_value_type() -> None:
 
 
 def test_memo_escape_matches_markupsafe_past_its_size() -> None:
-    escape = _memo_escape(size=2)
+    escape = _memo_escape(size=2, longest=3)
     values: list[Any] = ["<a>", "b&", "<a>", "c'", '"d"', markupsafe.Markup("<a>"), 1, True, "<a>"]
+    values += ["<long & longer>", "<long & longer>"]
     for value in values * 3:
         got = escape(value)
         assert got == markupsafe.escape(value)
