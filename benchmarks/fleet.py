@@ -34,28 +34,58 @@ from benchmarks import sink as base
 from benchmarks.run import byte_compile
 
 ROOT = Path(__file__).resolve().parent.parent
-_TO = re.compile(rb'"ToAddresses":\["([^"]+)"')
 
 
 class RecordingSink(base.SinkProtocol):
-    recorded: Counter[str] = Counter()
+    """The base sink, recording each SESv2 send's recipient.
+
+    A SESv2 send that arrives whole in one read (every request from bulkmail's pool)
+    takes a short path: no buffer copies, no regular expression, one preformatted answer.
+    The sink shares the workers' two cores, so its CPU per request is part of what the
+    fleet table measures; the short path takes it from ~45 to ~30 µs.
+    """
+
+    recorded: Counter[bytes] = Counter()
+
+    def data_received(self, data: bytes) -> None:
+        if not self.buffer and data.startswith(_V2_POST):
+            end = data.find(b"\r\n\r\n")
+            at = data.find(b"\r\nContent-Length: ", 0, end) if end > 0 else -1
+            if at > 0:
+                stop = data.find(b"\r\n", at + 18)
+                if end + 4 + int(data[at + 18 : stop]) == len(data):
+                    self._v2_send(data, end + 4)
+                    return
+        super().data_received(data)
+
+    def _v2_send(self, data: bytes, body: int) -> None:
+        if self.admit():
+            at = data.find(b'"ToAddresses":["', body)
+            if at > 0:
+                self.recorded[data[at + 16 : data.find(b'"', at + 16)]] += 1
+            if self.transport is not None:
+                n = next(base._counter)
+                self.transport.write(_V2_OK % (21 + len(str(n)), n))
+        else:
+            self.send(base._V2_THROTTLE)
 
     def answer(self, head: bytes, body: bytes) -> None:
         line = head.split(b"\r\n", 1)[0]
         if line.startswith(b"GET /_recipients"):
-            doc = json.dumps(dict(self.recorded)).encode()
+            doc = json.dumps({k.decode(): v for k, v in self.recorded.items()}).encode()
             self.send(base._response("200 OK", doc, b"application/json"))
             return
         if b" /v2/email/outbound-emails" in line:
-            if self.admit():
-                match = _TO.search(body)
-                if match:
-                    self.recorded[match[1].decode()] += 1
-                self.send(base._v2_ok())
-            else:
-                self.send(base._V2_THROTTLE)
+            self._v2_send(head + b"\r\n\r\n" + body, len(head) + 4)
             return
         super().answer(head, body)
+
+
+_V2_POST = b"POST /v2/email/outbound-emails "
+_V2_OK = (
+    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
+    b'Connection: keep-alive\r\n\r\n{"MessageId":"sink-%d"}'
+)
 
 
 async def serve_sink(quota: float | None) -> None:
@@ -288,6 +318,8 @@ def run(
         "sends_per_s_while_sending": round(len(stamps) / span, 1) if span else None,
         "first_outcome_s": round(stamps[0] - wall_start, 2) if stamps else None,
         "after_last_outcome_s": round(wall_end - stamps[-1], 2) if stamps else None,
+        # outcomes in the first second after the first one: how fast the fleet ramps up
+        "first_second": sum(1 for t in stamps if t < stamps[0] + 1.0) if stamps else 0,
         "accepted": stats["accepted"],
         "redis_trips_per_recipient": round(trips / max(1, n), 4),
         "pacer": pacer,

@@ -100,3 +100,14 @@ def test_a_bad_url_is_one_clear_line_without_its_password(
     err = capsys.readouterr().err
     assert err.startswith("bulkmail: invalid Redis URL:") and err.count("\n") == 1
     assert "hunter2" not in err and "Traceback" not in err
+
+
+async def test_connections_name_bulkmail_to_the_server(valkey: ValkeyServer) -> None:
+    """``CLIENT LIST`` shows which application a connection belongs to."""
+    import bulkmail
+
+    link = Link.from_url(valkey.url)
+    listing = await link.call(lambda r: r.client_list())
+    await link.close()
+    names = {c.get("lib-name") for c in listing}
+    assert f"redis-py(bulkmail_v{bulkmail.__version__})" in names

@@ -22,8 +22,7 @@ from typing import Any
 
 import orjson
 
-from bulkmail.books._journal_store import timestamp
-from bulkmail.books.base import PendingRow
+from bulkmail.books.base import PendingRow, timestamp
 from bulkmail.fleet.keys import GROUP, CampaignKeys
 from bulkmail.fleet.link import Link, decode
 from bulkmail.intake.base import Batch

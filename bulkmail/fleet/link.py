@@ -27,6 +27,7 @@ from importlib import resources
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
+import redis
 import redis.asyncio as aioredis
 from redis import exceptions as rexc
 
@@ -34,6 +35,22 @@ from bulkmail.errors import BulkmailError, InternalError
 
 T = TypeVar("T")
 _INCLUDE = "--#include "
+
+
+def _identity() -> dict[str, Any]:
+    """How our connections name themselves to the server (``CLIENT SETINFO``, seen in
+    ``CLIENT LIST``): ``redis-py(bulkmail_v0.1.0)``. Given explicitly, redis-py also skips
+    looking its own version up through ``importlib.metadata`` for every new connection:
+    ~8 ms of CPU each, ~25 ms of a worker's start (it opens three)."""
+    from bulkmail import __version__
+
+    try:
+        from redis import DriverInfo  # redis-py >= 7.2; lib_name/lib_version are deprecated
+    except ImportError:  # pragma: no cover - older redis-py
+        return {"lib_name": f"redis-py(bulkmail_v{__version__})", "lib_version": redis.__version__}
+    info = DriverInfo(lib_version=redis.__version__).add_upstream_driver("bulkmail", __version__)
+    return {"driver_info": info}
+
 
 log = logging.getLogger("bulkmail.fleet")
 
@@ -83,6 +100,7 @@ class Link:
                 socket_connect_timeout=5,
                 health_check_interval=15,
                 max_connections=64,
+                **_identity(),
             )
         except ValueError as exc:
             raise FleetError(f"invalid Redis URL: {exc}") from None
