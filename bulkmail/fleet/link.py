@@ -27,6 +27,7 @@ from importlib import resources
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
+import hiredis
 import redis
 import redis.asyncio as aioredis
 from redis import exceptions as rexc
@@ -35,6 +36,29 @@ from bulkmail.errors import BulkmailError, InternalError
 
 T = TypeVar("T")
 _INCLUDE = "--#include "
+
+
+def _packing_with_hiredis(base: type[Any]) -> type[Any]:
+    """``base`` (the URL's connection class: TCP, TLS or Unix) packing commands with
+    hiredis' C packer. redis.asyncio packs in Python, and that was the worker's largest
+    cost inside redis-py: a 200-row ``record`` step (809 arguments) packs in 126 µs
+    instead of 1,344 µs, ~9 µs of a worker's CPU per recipient over its three steps. The
+    bytes are identical; what hiredis refuses (not str/bytes/int/float) goes to redis-py,
+    which raises its own ``DataError``."""
+
+    def pack_command(self: Any, *args: Any) -> list[bytes]:
+        first = args[0]
+        if isinstance(first, str):  # "SCRIPT LOAD" is two words on the wire
+            args = (*first.encode().split(), *args[1:])
+        elif isinstance(first, bytes) and b" " in first:
+            args = (*first.split(), *args[1:])
+        try:
+            return [hiredis.pack_command(args)]
+        except TypeError:
+            packed: list[bytes] = base.pack_command(self, *args)
+            return packed
+
+    return type(base.__name__, (base,), {"pack_command": pack_command})
 
 
 def _identity() -> dict[str, Any]:
@@ -104,6 +128,8 @@ class Link:
             )
         except ValueError as exc:
             raise FleetError(f"invalid Redis URL: {exc}") from None
+        pool = client.connection_pool
+        pool.connection_class = _packing_with_hiredis(pool.connection_class)
         return cls(client, display=_redacted(url))
 
     async def close(self) -> None:
