@@ -240,6 +240,7 @@ def run(
         sinkp = subprocess.Popen(
             [py, "-m", "benchmarks.fleet", "sink", *quota], stdout=subprocess.PIPE, env=env
         )
+        procs: list[subprocess.Popen[bytes]] = []
         try:
             assert sinkp.stdout is not None
             url = "http://127.0.0.1:" + sinkp.stdout.readline().decode().split()[1]
@@ -254,7 +255,7 @@ def run(
             started = time.monotonic()
             wall_start = time.time()
             logs = [(folder / f"w{i}.log").open("w") for i in range(workers + 1)]
-            procs = [subprocess.Popen(cmd, env=env, stdout=logs[i]) for i in range(workers)]
+            procs += [subprocess.Popen(cmd, env=env, stdout=logs[i]) for i in range(workers)]
             events: list[str] = []
             pending = sorted(
                 [(t, what) for t, what in ((kill, "kill"), (restart_redis, "restart")) if t]
@@ -289,6 +290,10 @@ def run(
                 log.close()
             worker_out = [(folder / f"w{i}.log").read_text() for i in range(len(logs))]
         finally:
+            for proc in procs:  # after a failure: a worker would retry its Redis for ever
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
             sinkp.terminate()
             sinkp.wait()
             if sinkp.stdout is not None:
