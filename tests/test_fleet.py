@@ -155,6 +155,8 @@ async def test_reclaimed_chunk_flags_rows_that_were_in_flight(
     assert taken.resumed and taken.token == batch.token
     flagged = {row.id for row in taken.rows if row.possible_duplicate}
     assert flagged == set(ids[:3])
+    # Their one attempt counts: a row's attempts add up across workers, as across runs.
+    assert {row.id: row.attempts for row in taken.rows if row.attempts} == dict.fromkeys(ids[:3], 1)
     assert {row.id for row in taken.rows} == set(ids) - {ids[3]}
     assert alive.requeued == 3
 

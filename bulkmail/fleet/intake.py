@@ -189,7 +189,10 @@ class RedisIntake:
         pending: list[PendingRow] = []
         for (row_id, line, email, row_fields), code in zip(rows, codes, strict=True):
             if code in "pd":
-                pending.append(PendingRow(row_id, line, email, row_fields, code == "d", 0))
+                # A row that was in flight had one attempt at least (what the worker that
+                # stopped counted beyond it is lost): attempts add up, as in a local run.
+                again = code == "d"
+                pending.append(PendingRow(row_id, line, email, row_fields, again, int(again)))
         if claimed:
             self.reclaimed += 1
             self.requeued += codes.count("d")
