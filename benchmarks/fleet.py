@@ -360,8 +360,29 @@ def main(argv: list[str] | None = None) -> None:
         )
         print(json.dumps(result), flush=True)
         return
+    results = []
     for workers in (1, 2, 4):
-        print(json.dumps(run(args.n, workers, 1e6)), flush=True)
+        results.append(run(args.n, workers, 1e6))
+        print(json.dumps(results[-1]), flush=True)
+    print(table(results))
+
+
+def table(results: list[dict[str, Any]]) -> str:
+    """The unpaced runs side by side, with each one's speed-up over one worker and where
+    the two cores' time went (CPU seconds of the workers, the sink and Redis)."""
+    one = results[0]["sends_per_s"]
+    lines = [
+        "workers  sends/s  (sending)  x 1 worker  trips/recipient  CPU s: workers  sink  redis",
+    ]
+    for r in results:
+        cpu, sending = r["cpu_s"], r["sends_per_s_while_sending"] or 0
+        lines.append(
+            f"{r['workers']:>7}  {r['sends_per_s']:>7,.0f}  ({sending:>7,.0f})"
+            f"  {r['sends_per_s'] / one:>10.2f}  {r['redis_trips_per_recipient']:>15.4f}"
+            f"  {sum(c or 0 for c in cpu['workers']):>14.2f}  {cpu['sink'] or 0:>4.2f}"
+            f"  {cpu['redis'] or 0:>5.2f}"
+        )
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
