@@ -9,7 +9,7 @@ through :data:`bulkmail.providers.smtp.SMTP_PRESETS`.
 
 :class:`ProviderChecker` adds these rules to the generic
 :class:`~bulkmail.input._yamlconfig.Checker`;
-:mod:`bulkmail.input.campaign` builds its checker on top of it.
+:mod:`bulkmail.input._campaignchecker` builds the campaign's checker on top of it.
 """
 
 from __future__ import annotations
