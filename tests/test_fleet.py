@@ -155,6 +155,8 @@ async def test_reclaimed_chunk_flags_rows_that_were_in_flight(
     assert taken.resumed and taken.token == batch.token
     flagged = {row.id for row in taken.rows if row.possible_duplicate}
     assert flagged == set(ids[:3])
+    # Their one attempt counts: a row's attempts add up across workers, as across runs.
+    assert {row.id: row.attempts for row in taken.rows if row.attempts} == dict.fromkeys(ids[:3], 1)
     assert {row.id for row in taken.rows} == set(ids) - {ids[3]}
     assert alive.requeued == 3
 
@@ -300,3 +302,60 @@ async def test_a_worker_that_lost_a_chunk_starts_over_and_still_sends(
     assert failures
     assert summaries[campaign.name].counts["sent"] == 60
     assert len(sent_to) == 60 and set(sent_to.values()) == {1}
+
+
+async def test_a_leaving_worker_tidies_the_group_and_keeps_what_is_held(
+    valkey: ValkeyServer, tmp_path: Path
+) -> None:
+    """Consumers that hold nothing are deleted when a worker leaves (its own, a killed
+    worker's whose chunks were all taken over); one still holding an entry is kept, so
+    its entry can still be reclaimed."""
+    campaign = load_campaign(write_campaign(tmp_path, 20))
+    k = CampaignKeys(campaign.name)
+    link = Link.from_url(valkey.url)
+
+    async def consumers() -> dict[str, int]:
+        info = await link.call(lambda r: r.xinfo_consumers(k.stream, "workers"))
+        return {c["name"].decode(): c["pending"] for c in info}
+
+    try:
+        await enqueue_campaign(link, campaign, chunk=10)
+        holder = RedisIntake(link, campaign.name, consumer="holder", wait=False)
+        held = holder.batches()
+        await _next(held)  # holds one chunk, never settles it
+        await held.aclose()
+        idle = RedisIntake(link, campaign.name, consumer="idle", wait=False)
+        await link.call(lambda r: r.xgroup_createconsumer(k.stream, "workers", "killed-long-ago"))
+        await link.call(lambda r: r.zadd(k.workers, {"leaver": 1e12, "idle": 1e12}))
+        leaver = RedisIntake(link, campaign.name, consumer="leaver", wait=False)
+        taking = leaver.batches()
+        batch = await _next(taking)
+        await taking.aclose()
+        await leaver.settle(batch)
+        assert set(await consumers()) == {"holder", "killed-long-ago", "leaver"}
+        assert await leaver.leave() == 2
+        left = await consumers()
+        alive = await link.call(lambda r: r.zrange(k.workers, 0, -1))
+        assert await idle.leave() == 0
+    finally:
+        await link.close()
+    assert left == {"holder": 1}
+    assert b"leaver" not in alive and b"idle" in alive  # (holder's heartbeat may be there)
+
+
+async def test_a_finished_worker_leaves_no_consumer_behind(
+    valkey: ValkeyServer, tmp_path: Path, aws_env: None
+) -> None:
+    campaign = load_campaign(write_campaign(tmp_path, 30))
+    k = CampaignKeys(campaign.name)
+    link = Link.from_url(valkey.url)
+    try:
+        await enqueue_campaign(link, campaign, chunk=10)
+        async with Sandbox() as sandbox:
+            options = WorkerOptions(exit_when_done=True, endpoint=sandbox.url, visibility=3)
+            await asyncio.wait_for(run_worker(link, options, asyncio.Event()), 30)
+        info = await link.call(lambda r: r.xinfo_consumers(k.stream, "workers"))
+        alive = await link.call(lambda r: r.zcard(k.workers))
+    finally:
+        await link.close()
+    assert info == [] and alive == 0

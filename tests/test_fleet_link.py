@@ -100,3 +100,52 @@ def test_a_bad_url_is_one_clear_line_without_its_password(
     err = capsys.readouterr().err
     assert err.startswith("bulkmail: invalid Redis URL:") and err.count("\n") == 1
     assert "hunter2" not in err and "Traceback" not in err
+
+
+async def test_connections_name_bulkmail_to_the_server(valkey: ValkeyServer) -> None:
+    """``CLIENT LIST`` shows which application a connection belongs to."""
+    import bulkmail
+
+    link = Link.from_url(valkey.url)
+    listing = await link.call(lambda r: r.client_list())
+    await link.close()
+    names = {c.get("lib-name") for c in listing}
+    assert f"redis-py(bulkmail_v{bulkmail.__version__})" in names
+
+
+def test_commands_pack_to_the_same_bytes_as_redis_py() -> None:
+    """The link packs with hiredis (C) instead of redis.asyncio's Python packer: same
+    bytes for every kind of argument, command names of two words split as redis-py does,
+    and redis-py's own error for what it cannot send."""
+    from redis.asyncio.connection import Connection
+    from redis.exceptions import DataError
+
+    link = Link.from_url("redis://127.0.0.1:1/0")
+    ours = link.client.connection_pool.connection_class()
+    theirs = Connection()
+    big = "x" * 10_000  # above redis-py's buffer cutoff: it sends such a value apart
+    for args in [
+        ("SCRIPT LOAD", "return 1"),
+        (b"CONFIG GET", b"maxmemory"),
+        ("EVALSHA", "a" * 40, 2, "k1", "k2", 0.1, -3, 1e20, "é", b"\x00\xff", big),
+        ("SET", "k", memoryview(b"view")),
+    ]:
+        assert b"".join(ours.pack_command(*args)) == b"".join(
+            bytes(part) for part in theirs.pack_command(*args)
+        )
+    with pytest.raises(DataError):
+        ours.pack_command("SET", "k", True)
+    with pytest.raises(DataError):
+        ours.pack_command("SET", "k", None)
+
+
+async def test_values_packed_by_hiredis_reach_the_server_intact(valkey: ValkeyServer) -> None:
+    link = Link.from_url(valkey.url)
+    values = {"text": "é ü 中", "nul": b"\x00\xff\r\n", "float": 0.1, "big": "y" * 100_000}
+    await link.call(lambda r: r.hset("h", mapping=values))
+    stored = await link.call(lambda r: r.hgetall("h"))
+    await link.close()
+    assert stored == {
+        b"text": "é ü 中".encode(), b"nul": b"\x00\xff\r\n", b"float": b"0.1",
+        b"big": b"y" * 100_000,
+    }  # fmt: skip

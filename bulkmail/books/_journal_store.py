@@ -13,7 +13,6 @@ import os
 import sqlite3
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
@@ -122,12 +121,6 @@ MIGRATE_1_TO_2 = (
 )
 INTERRUPTED = "the run ended while this request was in flight: it may have been sent"
 # -- values in and out ------------------------------------------------------------------
-
-
-def timestamp(seconds: float) -> str:
-    """UTC, milliseconds, ``Z``: ``2024-05-01T12:00:00.000Z``."""
-    stamp = datetime.fromtimestamp(seconds, UTC)
-    return stamp.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def rows_json(recipients: Iterable[_Row]) -> bytes:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Protocol, runtime_checkable
 
 from bulkmail._frozen import fast_init
@@ -122,6 +123,16 @@ class Books(Protocol):
         ...
 
 
+def timestamp(seconds: float) -> str:
+    """UTC, milliseconds, ``Z``: how every book writes a time.
+
+    >>> timestamp(1714564800.0)
+    '2024-05-01T12:00:00.000Z'
+    """
+    stamp = datetime.fromtimestamp(seconds, UTC)
+    return stamp.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 __all__ = [
     "BENIGN_SKIP_CODES",
     "FINAL_STATES",
@@ -130,4 +141,5 @@ __all__ = [
     "PendingRow",
     "Recovery",
     "RowOutcome",
+    "timestamp",
 ]

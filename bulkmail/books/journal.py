@@ -60,11 +60,12 @@ from bulkmail.books import _journal_open as opening
 from bulkmail.books import _journal_store as store
 from bulkmail.books import lockfile
 from bulkmail.books._journal_store import SUPPRESSED
-from bulkmail.books.base import (
+from bulkmail.books.base import (  # timestamp: re-exported, the other books share it
     BENIGN_SKIP_CODES,
     PendingRow,
     Recovery,
     RowOutcome,
+    timestamp,
 )
 from bulkmail.errors import JournalError
 
@@ -413,20 +414,11 @@ class Journal:
             raise JournalError(f"{self.path}: the journal cannot be written: {exc}") from exc
 
     def _now(self) -> str:
-        return store.timestamp(self._clock())
+        return timestamp(self._clock())
 
 
 class JournalFull(JournalError):
     """The journal could not be written because its disk is full."""
-
-
-def timestamp(seconds: float) -> str:
-    """The journal's time format (UTC, milliseconds, ``Z``), for other books to share.
-
-    >>> timestamp(0)
-    '1970-01-01T00:00:00.000Z'
-    """
-    return store.timestamp(seconds)
 
 
 def _duplicate(r: RecipientLike, first_line: int) -> tuple[int, str, str, str]:

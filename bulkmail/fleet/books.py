@@ -15,8 +15,7 @@ from typing import Any
 import orjson
 from redis import exceptions as rexc
 
-from bulkmail.books._journal_store import timestamp
-from bulkmail.books.base import BENIGN_SKIP_CODES, RowOutcome
+from bulkmail.books.base import BENIGN_SKIP_CODES, RowOutcome, timestamp
 from bulkmail.errors import JournalError
 from bulkmail.fleet.keys import CampaignKeys
 from bulkmail.fleet.link import Link, decode

@@ -27,12 +27,55 @@ from importlib import resources
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
+import hiredis
+import redis
 import redis.asyncio as aioredis
 from redis import exceptions as rexc
 
 from bulkmail.errors import BulkmailError, InternalError
 
 T = TypeVar("T")
+_INCLUDE = "--#include "
+
+
+def _packing_with_hiredis(base: type[Any]) -> type[Any]:
+    """``base`` (the URL's connection class: TCP, TLS or Unix) packing commands with
+    hiredis' C packer. redis.asyncio packs in Python, and that was the worker's largest
+    cost inside redis-py: a 200-row ``record`` step (809 arguments) packs in 126 µs
+    instead of 1,344 µs, ~9 µs of a worker's CPU per recipient over its three steps. The
+    bytes are identical; what hiredis refuses (not str/bytes/int/float) goes to redis-py,
+    which raises its own ``DataError``."""
+
+    def pack_command(self: Any, *args: Any) -> list[bytes]:
+        first = args[0]
+        if isinstance(first, str):  # "SCRIPT LOAD" is two words on the wire
+            args = (*first.encode().split(), *args[1:])
+        elif isinstance(first, bytes) and b" " in first:
+            args = (*first.split(), *args[1:])
+        try:
+            return [hiredis.pack_command(args)]
+        except TypeError:
+            packed: list[bytes] = base.pack_command(self, *args)
+            return packed
+
+    return type(base.__name__, (base,), {"pack_command": pack_command})
+
+
+def _identity() -> dict[str, Any]:
+    """How our connections name themselves to the server (``CLIENT SETINFO``, seen in
+    ``CLIENT LIST``): ``redis-py(bulkmail_v0.1.0)``. Given explicitly, redis-py also skips
+    looking its own version up through ``importlib.metadata`` for every new connection:
+    ~8 ms of CPU each, ~25 ms of a worker's start (it opens three)."""
+    from bulkmail import __version__
+
+    try:
+        from redis import DriverInfo  # redis-py >= 7.2; lib_name/lib_version are deprecated
+    except ImportError:  # pragma: no cover - older redis-py
+        return {"lib_name": f"redis-py(bulkmail_v{__version__})", "lib_version": redis.__version__}
+    info = DriverInfo(lib_version=redis.__version__).add_upstream_driver("bulkmail", __version__)
+    return {"driver_info": info}
+
+
 log = logging.getLogger("bulkmail.fleet")
 
 #: What a pause-and-retry covers: the server is away, restarting or loading its AOF.
@@ -81,9 +124,12 @@ class Link:
                 socket_connect_timeout=5,
                 health_check_interval=15,
                 max_connections=64,
+                **_identity(),
             )
         except ValueError as exc:
             raise FleetError(f"invalid Redis URL: {exc}") from None
+        pool = client.connection_pool
+        pool.connection_class = _packing_with_hiredis(pool.connection_class)
         return cls(client, display=_redacted(url))
 
     async def close(self) -> None:
@@ -146,14 +192,21 @@ class Link:
             return await r.evalsha(sha, len(keys), *keys, *args)
 
     def _source(self, name: str) -> str:
+        """The script's text, each ``--#include NAME`` line replaced by ``NAME.lua``."""
         if name not in self._sources:
             for package in self.script_packages:
                 path = resources.files(package).joinpath("scripts", f"{name}.lua")
                 if path.is_file():
-                    self._sources[name] = path.read_text(encoding="utf-8")
+                    text = path.read_text(encoding="utf-8")
                     break
             else:
                 raise InternalError(f"no Lua script {name!r} in {self.script_packages}")
+            self._sources[name] = "".join(
+                self._source(line[len(_INCLUDE) :].strip()) + "\n"
+                if line.startswith(_INCLUDE)
+                else line
+                for line in text.splitlines(keepends=True)
+            )
         return self._sources[name]
 
     async def ensure_group(self, stream: str, group: str) -> None:

@@ -217,6 +217,7 @@ async def _run(
             await asyncio.sleep(1.0)
             continue
         await intake.release()
+        await intake.leave()
         state.summaries[name] = summary
         if intake.finished:
             await _expire(link, name)

@@ -9,7 +9,7 @@ through :data:`bulkmail.providers.smtp.SMTP_PRESETS`.
 
 :class:`ProviderChecker` adds these rules to the generic
 :class:`~bulkmail.input._yamlconfig.Checker`;
-:mod:`bulkmail.input.campaign` builds its checker on top of it.
+:mod:`bulkmail.input._campaignchecker` builds the campaign's checker on top of it.
 """
 
 from __future__ import annotations
@@ -26,9 +26,7 @@ from bulkmail.input._yamlconfig import (
     one_line,
     pattern,
 )
-from bulkmail.providers._smtp_replies import SMTP_PRESETS
 from bulkmail.providers.config import ProviderConfig
-from bulkmail.providers.directmail import campaign_problems
 from bulkmail.providers.registry import PROVIDER_NAMES
 
 PROVIDERS = PROVIDER_NAMES
@@ -89,6 +87,8 @@ class ProviderChecker(Checker):
             return ProviderConfig(
                 **common, region=region or "cn-hangzhou", version=version or "2015-11-23"
             )
+        from bulkmail.providers._smtp_replies import SMTP_PRESETS  # smtp only (~5 ms)
+
         host = self.require(m, "provider.host", _HOST)
         default_tls = "starttls"
         if host in SMTP_PRESETS:  # one table of preset hosts, kept with the SMTP provider
@@ -154,6 +154,8 @@ class ProviderChecker(Checker):
         headers), refused here with the key and line rather than by every send."""
         if sender is None:
             return
+        from bulkmail.providers.directmail import campaign_problems  # directmail only
+
         for key, problem in campaign_problems(sender=sender, subject=subject, header_names=headers):
             if key == "headers" and "headers" not in m:
                 key = "unsubscribe"  # only the List-Unsubscribe pair

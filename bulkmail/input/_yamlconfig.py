@@ -98,23 +98,27 @@ def load_yaml(file: Path, display: str, *, what: str, max_bytes: int) -> tuple[A
     return data, lines
 
 
-def _record_lines(node: yaml.Node, path: str, lines: dict[str, int], seen: set[int]) -> None:
-    import yaml
+def _record_lines(root: yaml.Node, path: str, lines: dict[str, int], seen: set[int]) -> None:
+    """Record the line of every key (``a.b[2]``) under ``root`` into ``lines``."""
+    import yaml  # once per file, not once per node
 
-    if id(node) in seen:  # an alias: its keys are recorded where the anchor is; no blow-up
-        return
-    seen.add(id(node))
-    if isinstance(node, yaml.MappingNode):
-        for key, value in node.value:
-            if isinstance(key, yaml.ScalarNode):
-                child = f"{path}.{key.value}" if path else str(key.value)
-                lines.setdefault(child, key.start_mark.line + 1)
-                _record_lines(value, child, lines, seen)
-    elif isinstance(node, yaml.SequenceNode):
-        for i, item in enumerate(node.value):
-            child = f"{path}[{i}]"
-            lines.setdefault(child, item.start_mark.line + 1)
-            _record_lines(item, child, lines, seen)
+    def walk(node: yaml.Node, path: str) -> None:
+        if id(node) in seen:  # an alias: its keys are recorded where the anchor is; no blow-up
+            return
+        seen.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                if isinstance(key, yaml.ScalarNode):
+                    child = f"{path}.{key.value}" if path else str(key.value)
+                    lines.setdefault(child, key.start_mark.line + 1)
+                    walk(value, child)
+        elif isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                child = f"{path}[{i}]"
+                lines.setdefault(child, item.start_mark.line + 1)
+                walk(item, child)
+
+    walk(root, path)
 
 
 def line_of(lines: dict[str, int], key: str) -> int | None:

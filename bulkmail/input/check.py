@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import tempfile
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -10,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 from bulkmail.books.base import BENIGN_SKIP_CODES
-from bulkmail.books.journal import Journal
 from bulkmail.input.campaign import Campaign
 from bulkmail.input.compose import Composer
 from bulkmail.input.recipients import Recipient, read_recipients, read_suppressed
@@ -73,6 +71,10 @@ def check_campaign(
         report.skipped[code] += 1
         if len(report.examples) < max_examples:
             report.examples.append({"line": line, "email": email, "code": code, "reason": reason})
+
+    import tempfile  # here: a fleet worker imports this module and never checks a list
+
+    from bulkmail.books.journal import Journal
 
     with tempfile.TemporaryDirectory(prefix="bulkmail-check-") as tmp:
         journal, _ = Journal.open(

@@ -1,10 +1,10 @@
 """What bulkmail knows of SMTP servers: the presets of known providers and how to read replies.
 
-:mod:`bulkmail.providers.smtp` holds the session pool and the transaction; this module holds
-the tables it consults, re-exported from there: :data:`SMTP_PRESETS` (host, port and TLS of the
-SES and DirectMail SMTP endpoints), :func:`ses_smtp_credentials`, and
-:func:`classify_smtp_reply` with the patterns that pick the server's id for a message out of a
-``250`` reply.
+:mod:`bulkmail.providers.smtp` holds the session pool and
+:mod:`bulkmail.providers._smtp_session` the transaction; this module holds the tables they
+consult, re-exported from the former: :data:`SMTP_PRESETS` (host, port and TLS of the SES and
+DirectMail SMTP endpoints), :func:`ses_smtp_credentials`, and :func:`classify_smtp_reply` with
+the patterns that pick the server's id for a message out of a ``250`` reply.
 """
 
 from __future__ import annotations

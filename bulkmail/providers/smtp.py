@@ -4,7 +4,9 @@ One :meth:`SmtpProvider.send` is one SMTP transaction for one recipient (``MAIL 
 exactly one ``RCPT TO``, ``DATA``) on a session taken from the pool. Sessions are opened
 lazily, up to ``pool_size``, carry up to ``messages_per_session`` messages each, and are
 closed and replaced when anything goes wrong on them. Every server answer becomes an
-:class:`~bulkmail.providers.base.Outcome`:
+:class:`~bulkmail.providers.base.Outcome` (this module keeps the pool;
+:mod:`bulkmail.providers._smtp_session` opens a session, runs the transaction and reads the
+answers):
 
 ====================================================  ==========================
 answer                                                verdict
@@ -28,7 +30,6 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl
-from dataclasses import dataclass
 from email.utils import parseaddr
 from types import TracebackType
 
@@ -38,41 +39,19 @@ from bulkmail.mail.message import Message
 from bulkmail.mail.mime import MessageTooLarge, MimeBuilder, to_mime
 from bulkmail.providers._smtp_replies import (
     SMTP_PRESETS,
-    Stage,
     TlsMode,
     classify_smtp_reply,
-    message_id_of,
-    queue_id_of,
     ses_smtp_credentials,
+)
+from bulkmail.providers._smtp_session import (
+    Session,
+    SessionFailed,
+    open_session,
+    transaction,
 )
 from bulkmail.providers.base import Outcome, Quota, Verdict
 from bulkmail.providers.config import ProviderSetup
-from bulkmail.providers.errors import certificate_outcome, scrub
-
-
-def _ssl_error(exc: BaseException) -> ssl.SSLError | None:
-    seen: BaseException | None = exc
-    for _ in range(5):
-        if seen is None:
-            return None
-        if isinstance(seen, ssl.SSLError):
-            return seen
-        seen = seen.__cause__ or seen.__context__
-    return None
-
-
-@dataclass(slots=True, eq=False)
-class _Session:
-    client: aiosmtplib.SMTP
-    sent: int = 0
-
-
-class _Failed(Exception):
-    """A session could not be opened; carries the outcome for the message that wanted it."""
-
-    def __init__(self, outcome: Outcome) -> None:
-        super().__init__(outcome.error)
-        self.outcome = outcome
+from bulkmail.providers.errors import scrub
 
 
 class SmtpProvider:
@@ -139,8 +118,8 @@ class SmtpProvider:
         self._return_path = return_path
         self._local_hostname = local_hostname
         self._slots: asyncio.Semaphore | None = None
-        self._idle: list[_Session] = []
-        self._open: set[_Session] = set()
+        self._idle: list[Session] = []
+        self._open: set[Session] = set()
         #: Sessions opened so far (each one connected, upgraded and logged in).
         self.sessions_opened = 0
 
@@ -198,9 +177,16 @@ class SmtpProvider:
             for _ in range(2):
                 try:
                     session, reused = await self._checkout()
-                except _Failed as failed:
+                except SessionFailed as failed:
                     return failed.outcome
-                outcome, keep, stale = await self._transaction(session, sender, recipient, data)
+                outcome, keep, stale = await transaction(
+                    session,
+                    sender,
+                    recipient,
+                    data,
+                    messages_per_session=self._messages_per_session,
+                    scrub=self._scrub,
+                )
                 if keep:
                     self._idle.append(session)
                 elif session.sent >= self._messages_per_session:
@@ -213,7 +199,7 @@ class SmtpProvider:
                     return outcome
             return outcome
 
-    async def _checkout(self) -> tuple[_Session, bool]:
+    async def _checkout(self) -> tuple[Session, bool]:
         while self._idle:
             session = self._idle.pop()
             if session.client.is_connected:
@@ -221,7 +207,7 @@ class SmtpProvider:
             self._close(session)
         return await self._connect(), False
 
-    async def _connect(self) -> _Session:
+    async def _connect(self) -> Session:
         client = aiosmtplib.SMTP(
             hostname=self.host,
             port=self.port,
@@ -231,153 +217,20 @@ class SmtpProvider:
             tls_context=self._tls_context,
             local_hostname=self._local_hostname,
         )
-        stage: Stage = "connect"
-        try:
-            await client.connect()
-            if self.tls == "starttls":
-                stage = "starttls"
-                await client.starttls()
-            if self._username is not None and self._password is not None:
-                stage = "auth"
-                await self._login(client, self._username, self._password)
-            else:
-                # Learn the extensions (SIZE, 8BITMIME, SMTPUTF8) before the first MAIL:
-                # connect() does no EHLO and STARTTLS forgets what was advertised.
-                await client.ehlo()
-        except BaseException as exc:
-            client.close()
-            if isinstance(exc, Exception):
-                raise _Failed(self._connect_outcome(exc, stage)) from None
-            raise
-        session = _Session(client)
+        await open_session(
+            client,
+            tls=self.tls,
+            username=self._username,
+            password=self._password,
+            where=f"{self.host}:{self.port}",
+            scrub=self._scrub,
+        )
+        session = Session(client)
         self._open.add(session)
         self.sessions_opened += 1
         return session
 
-    @staticmethod
-    async def _login(client: aiosmtplib.SMTP, username: str, password: str) -> None:
-        """One AUTH attempt: PLAIN, else LOGIN, else whatever aiosmtplib supports.
-
-        ``client.login()`` would try every mechanism after a 535, turning one wrong password
-        into several failed logins (and account lockouts on some servers).
-        """
-        await client.ehlo()
-        methods = client.server_auth_methods
-        if "plain" in methods:
-            await client.auth_plain(username, password)
-        elif "login" in methods:
-            await client.auth_login(username, password)
-        else:
-            await client.login(username, password)
-
-    def _connect_outcome(self, exc: Exception, stage: Stage) -> Outcome:
-        where = f"{self.host}:{self.port}"
-        tls_error = _ssl_error(exc)
-        if isinstance(tls_error, ssl.SSLCertVerificationError):
-            return certificate_outcome(where, tls_error)
-        if tls_error is not None:
-            return Outcome(
-                Verdict.FATAL,
-                error_code="TlsError",
-                error=self._scrub(f"TLS with {where} failed: {tls_error}"),
-            )
-        if isinstance(exc, aiosmtplib.SMTPResponseException):
-            verdict = classify_smtp_reply(exc.code, exc.message, stage)
-            if isinstance(exc, aiosmtplib.SMTPAuthenticationError):
-                verdict = classify_smtp_reply(exc.code, exc.message, "auth")
-            return Outcome(
-                verdict,
-                error_code=f"SMTP{exc.code}",
-                error=self._scrub(f"{stage} refused by {where}: {exc.code} {exc.message}"),
-            )
-        if isinstance(exc, aiosmtplib.SMTPConnectError | aiosmtplib.SMTPTimeoutError):
-            # Refused, unreachable, or no greeting in time: nothing was sent.
-            return Outcome(
-                Verdict.RETRY, error_code="ConnectError", error=self._scrub(f"{where}: {exc}")
-            )
-        if isinstance(exc, aiosmtplib.SMTPServerDisconnected | OSError):
-            return Outcome(
-                Verdict.RETRY, error_code="Disconnected", error=self._scrub(f"{where}: {exc}")
-            )
-        if isinstance(exc, aiosmtplib.SMTPException):
-            # STARTTLS or AUTH not offered: a configuration problem, the same for every message.
-            return Outcome(
-                Verdict.FATAL, error_code="Unsupported", error=self._scrub(f"{where}: {exc}")
-            )
-        raise exc
-
-    async def _transaction(
-        self, session: _Session, sender: str, recipient: str, data: bytes
-    ) -> tuple[Outcome, bool, bool]:
-        """One MAIL/RCPT/DATA; returns (outcome, keep the session, session was stale)."""
-        client = session.client
-        stage: Stage = "mail"
-        options: list[str] = []
-        encoding = "ascii"
-        try:
-            if not (sender.isascii() and recipient.isascii()):
-                if not client.supports_extension("smtputf8"):
-                    return (
-                        Outcome(
-                            Verdict.REJECTED,
-                            error_code="SMTPUTF8",
-                            error="a non-ASCII address needs SMTPUTF8, which the server lacks",
-                        ),
-                        True,
-                        False,
-                    )
-                options.append("SMTPUTF8")
-                encoding = "utf-8"
-            if client.supports_extension("size"):
-                options.append(f"SIZE={len(data)}")
-            if not data.isascii() and client.supports_extension("8bitmime"):
-                options.append("BODY=8BITMIME")
-            await client.mail(sender, options=options, encoding=encoding)
-            stage = "rcpt"
-            await client.rcpt(recipient, encoding=encoding)
-            stage = "data"
-            response = await client.data(data)
-        except aiosmtplib.SMTPResponseException as exc:
-            verdict = classify_smtp_reply(exc.code, exc.message, stage, sender)
-            outcome = Outcome(
-                verdict,
-                error_code=f"SMTP{exc.code}",
-                error=self._scrub(f"{stage.upper()}: {exc.code} {exc.message}"),
-            )
-            keep = exc.code != 421 and await self._reset(client)
-            # 421 to MAIL on a pooled session is usually an idle timeout, not an answer.
-            return outcome, keep, exc.code == 421 and stage == "mail"
-        except (aiosmtplib.SMTPException, ConnectionError, OSError, TimeoutError) as exc:
-            # A reply that never came: before DATA nothing was accepted; once DATA started
-            # the server may have queued the message.
-            if stage == "data":
-                verdict, code = Verdict.AMBIGUOUS, "Disconnected"
-                if isinstance(exc, TimeoutError):
-                    code = "Timeout"
-            else:
-                verdict, code = Verdict.RETRY, "Disconnected"
-            text = self._scrub(f"{stage.upper()}: {exc}") or type(exc).__name__
-            stale = stage == "mail" and not isinstance(exc, TimeoutError)
-            return Outcome(verdict, error_code=code, error=text), False, stale
-        except ValueError as exc:  # an address aiosmtplib will not put on the wire
-            outcome = Outcome(Verdict.REJECTED, error_code="BadAddress", error=str(exc))
-            return outcome, await self._reset(client), False
-        session.sent += 1
-        message_id = queue_id_of(response.message) or message_id_of(data) or response.message
-        keep = session.sent < self._messages_per_session
-        return Outcome(Verdict.SENT, message_id=message_id), keep, False
-
-    async def _reset(self, client: aiosmtplib.SMTP) -> bool:
-        """RSET after a refused command; False when the session is no longer usable."""
-        if not client.is_connected:
-            return False
-        try:
-            await client.rset()
-        except (aiosmtplib.SMTPException, ConnectionError, OSError, TimeoutError):
-            return False
-        return True
-
-    async def _quit(self, session: _Session) -> None:
+    async def _quit(self, session: Session) -> None:
         try:
             if session.client.is_connected:
                 await session.client.quit(timeout=min(self._timeout, 5.0))
@@ -386,7 +239,7 @@ class SmtpProvider:
         finally:
             self._close(session)
 
-    def _close(self, session: _Session) -> None:
+    def _close(self, session: Session) -> None:
         session.client.close()
         self._open.discard(session)
 

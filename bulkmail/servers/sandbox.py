@@ -19,7 +19,9 @@ Every request is checked as the real service checks it (SigV4 or RPC signature, 
 DirectMail nonces) and refused with the real error code and message. Sends count their
 recipients (To + Cc + Bcc) against a strict 1-second sliding window (``quota``) and a 24-hour
 total (``daily_quota``). Faults (:class:`Faults`) are drawn per send from a seeded RNG, so a
-run is reproducible. Where the codes come from:
+run is reproducible. This module serves the wire (routing, signatures, parsing, answers);
+:mod:`bulkmail.servers._account` holds what a send meets once parsed (faults, quotas,
+acceptance). Where the codes come from:
 
 - SES quota errors: "Errors related to the sending quotas for your Amazon SES account"
   (docs.aws.amazon.com/ses/latest/dg/manage-sending-quotas-errors.html) and the AWS blog
@@ -45,13 +47,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import random
-import socket
 import time
-from collections import deque
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
@@ -61,118 +58,22 @@ from aiohttp import web
 
 from bulkmail.servers import _directmail as dm
 from bulkmail.servers import _ses as ses
+from bulkmail.servers._account import Accepted, Account, Faults
+from bulkmail.servers._aiohttp import HTTP_LOG, large_requests, listening_socket, respond
 from bulkmail.servers._suppression import PATH as SUPPRESSION_PATH
 from bulkmail.servers._suppression import SuppressionList
-from bulkmail.servers._wire import ApiError, Quota, Reply, SendRequest, build_eml
+from bulkmail.servers._wire import ApiError, Reply, SendRequest
 from bulkmail.signing.aliyun import AlibabaCredentials
 from bulkmail.signing.sigv4 import AwsCredentials
 
 SANDBOX_AWS = AwsCredentials("AKIASANDBOX0EXAMPLE", "sandbox/secret/key/EXAMPLEKEY0000000000000")
 SANDBOX_ALIBABA = AlibabaCredentials("LTAIsandbox0example", "sandboxSecretExample0000000000")
 
-_DAY = 86400.0
 _BODY_TIMEOUT = 60.0  # seconds for a declared body to arrive
 log = logging.getLogger("bulkmail.sandbox")
 
 
-class _OneLine(logging.Filter):
-    """Drop the traceback aiohttp attaches to a malformed request: one line each."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.exc_info and record.exc_info[1] is not None:
-            record.msg = f"{record.getMessage()}: {type(record.exc_info[1]).__name__}"
-            record.args = None
-        record.exc_info = None
-        record.exc_text = None
-        return True
-
-
-_HTTP_LOG = logging.getLogger("bulkmail.sandbox.http")
-_HTTP_LOG.addFilter(_OneLine())
-
-
-def _large_requests(
-    message: Any, payload: Any, protocol: Any, writer: Any, task: Any
-) -> web.BaseRequest:
-    """aiohttp's request, taking bodies up to SES's limit (its default stops at 1 MiB)."""
-    loop = asyncio.get_running_loop()
-    return web.BaseRequest(
-        message, payload, protocol, writer, task, loop, client_max_size=ses.V2_BODY_LIMIT
-    )
-
-
-_UNLIMITED = 1_000_000_000.0  # what the quota actions report when no quota is set
 _Parsed = TypeVar("_Parsed", SendRequest, list[SendRequest])
-_STATS = (
-    "accepted",
-    "recipients",
-    "throttled",
-    "signature_failures",
-    "nonce_reused",
-    "errors_injected",
-    "resets",
-    "lost",
-    "slowed",
-    "rejected",
-    "bulk_calls",
-)
-
-
-@dataclass(kw_only=True)
-class Faults:
-    """Per-send fault probabilities, drawn from ``random.Random(seed)``; all default 0.
-
-    One uniform draw per send picks at most one of: ``reset_before`` (the connection is
-    closed without an answer and the message is *not* accepted), ``error_500``,
-    ``error_503``, ``lost_after_accept`` (accepted and recorded, then the connection is
-    closed without an answer) or ``slow`` (the answer comes ``slow_seconds`` late; the
-    message is accepted when the wait ends). ``latency`` is added to every answer.
-
-    >>> Faults(seed=7, error_503=0.1, latency=0.002)
-    Faults(seed=7, error_500=0, error_503=0.1, reset_before=0, lost_after_accept=0, slow=0, \
-slow_seconds=1.0, latency=0.002)
-    """
-
-    seed: int = 0
-    error_500: float = 0
-    error_503: float = 0
-    reset_before: float = 0
-    lost_after_accept: float = 0
-    slow: float = 0
-    slow_seconds: float = 1.0
-    latency: float = 0.0
-
-    def __post_init__(self) -> None:
-        odds = (
-            self.reset_before,
-            self.error_500,
-            self.error_503,
-            self.lost_after_accept,
-            self.slow,
-        )
-        if any(p < 0 for p in odds) or sum(odds) > 1:
-            raise ValueError("fault probabilities must be >= 0 and add up to at most 1")
-        if self.slow_seconds < 0 or self.latency < 0:
-            raise ValueError("slow_seconds and latency must be >= 0")
-
-
-@dataclass(frozen=True)
-class Accepted:
-    """One accepted message. ``to`` is the To list (Cc/Bcc are in ``params``); ``headers``
-    are the extra headers of simple content, or every header of a raw message; ``params``
-    is the whole parsed request (the JSON document or the form)."""
-
-    api: str
-    message_id: str
-    to: tuple[str, ...]
-    sender: str
-    subject: str
-    text: str | None
-    html: str | None
-    raw: bytes | None
-    headers: tuple[tuple[str, str], ...]
-    params: Mapping[str, Any]
-    received_at: float
 
 
 class _Dropped(Exception):
@@ -202,35 +103,28 @@ class Sandbox:
         alibaba: AlibabaCredentials = SANDBOX_ALIBABA,
         record: bool = True,
     ) -> None:
-        if quota is not None and quota <= 0:
-            raise ValueError("quota must be > 0 recipients per second (or None)")
-        if daily_quota is not None and daily_quota < 0:
-            raise ValueError("daily_quota must be >= 0 (or None)")
         self._host = host
         self._port = port
-        self._quota = quota
-        self._daily_quota = daily_quota
         self._outbox = outbox
         self._faults = faults if faults is not None else Faults()
-        f = self._faults
-        self._has_faults = any(
-            (f.reset_before, f.error_500, f.error_503, f.lost_after_accept, f.slow)
+        # Validates quota and daily_quota; fills the stats and accepted below (same objects).
+        self._account = Account(
+            quota=quota,
+            daily_quota=daily_quota,
+            outbox=outbox,
+            faults=self._faults,
+            clock=clock,
+            record=record,
         )
-        self._rng = random.Random(self._faults.seed)
         self._clock = clock
         self._aws = aws
         self._alibaba = alibaba
-        self._record = record
         self._nonces = dm.NonceBook()
-        self._window: deque[tuple[float, int]] = deque()
-        self._window_sum = 0
-        self._day: deque[tuple[float, int]] = deque()
-        self._day_sum = 0
         self._runner: web.ServerRunner | None = None
         self._url = ""
-        self.accepted: list[Accepted] = []
+        self.accepted: list[Accepted] = self._account.accepted
         self.suppression = SuppressionList()  # SESv2 account suppression list
-        self.stats: dict[str, int] = dict.fromkeys(_STATS, 0)
+        self.stats: dict[str, int] = self._account.stats
 
     @property
     def url(self) -> str:
@@ -244,18 +138,12 @@ class Sandbox:
             raise RuntimeError("the sandbox is already started")
         if self._outbox is not None:
             self._outbox.mkdir(parents=True, exist_ok=True)
-        sock = socket.socket(socket.AF_INET6 if ":" in self._host else socket.AF_INET)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((self._host, self._port))
-        except OSError:
-            sock.close()
-            raise
+        sock = listening_socket(self._host, self._port)
         port = sock.getsockname()[1]
         # aiohttp logs a malformed request with its traceback: one line is enough (and a
         # request line or header value is never repeated at more than debug level).
         server = web.Server(
-            self._handle, access_log=None, logger=_HTTP_LOG, request_factory=_large_requests
+            self._handle, access_log=None, logger=HTTP_LOG, request_factory=large_requests
         )
         faults = self._faults
         runner = web.ServerRunner(
@@ -285,34 +173,6 @@ class Sandbox:
     ) -> None:
         await self.stop()
 
-    # --- quotas ---------------------------------------------------------------------------
-
-    def _prune(self, now: float) -> None:
-        window, horizon = self._window, now - 1.0
-        while window and window[0][0] <= horizon:
-            self._window_sum -= window.popleft()[1]
-        day, horizon = self._day, now - _DAY
-        while day and day[0][0] <= horizon:
-            self._day_sum -= day.popleft()[1]
-
-    def _quota_now(self) -> Quota:
-        self._prune(self._clock())
-        return Quota(
-            max_send_rate=float(self._quota) if self._quota is not None else _UNLIMITED,
-            max_24h=float(self._daily_quota) if self._daily_quota is not None else _UNLIMITED,
-            sent_24h=float(self._day_sum),
-        )
-
-    def _over_quota(self, count: int, api: str) -> ApiError | None:
-        now = self._clock()
-        self._prune(now)
-        v2 = api == "sesv2"
-        if self._daily_quota is not None and self._day_sum + count > self._daily_quota:
-            return ses.daily_exceeded(v2) if not api.startswith("directmail") else dm.DAILY_EXCEEDED
-        if self._quota is not None and self._window_sum + count > self._quota:
-            return ses.throttled(v2) if not api.startswith("directmail") else dm.THROTTLED
-        return None
-
     # --- serving ---------------------------------------------------------------------------
 
     async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
@@ -323,7 +183,7 @@ class Sandbox:
         length = request.content_length or 0
         if length > limit:  # refuse before reading: never wait for 100 GB that may not come
             reply = self._error(api, ses.too_large(length, limit, v2=api == "sesv2"), request_id)
-            return self._respond(reply, close=True)
+            return respond(reply, close=True)
         try:
             async with asyncio.timeout(_BODY_TIMEOUT):  # no extra task per request
                 body = await request.read()
@@ -355,18 +215,7 @@ class Sandbox:
             return web.Response(status=204)  # never written: the transport is gone
         if self._faults.latency:
             await asyncio.sleep(self._faults.latency)
-        return self._respond(reply)
-
-    @staticmethod
-    def _respond(reply: Reply, *, close: bool = False) -> web.Response:
-        response = web.Response(
-            status=reply.status,
-            body=reply.body,
-            headers={"Content-Type": reply.content_type, **reply.headers},
-        )
-        if close:
-            response.force_close()
-        return response
+        return respond(reply)
 
     @staticmethod
     def _error(api: str, err: ApiError, request_id: str) -> Reply:
@@ -405,7 +254,7 @@ class Sandbox:
     ) -> Reply:
         self._check_aws(request, True, path, query, body)
         if path == ses.V2_ACCOUNT and request.method == "GET":
-            return ses.v2_account(self._quota_now(), request_id)
+            return ses.v2_account(self._account.quota_now(), request_id)
         if path == SUPPRESSION_PATH:
             return self.suppression.handle(request.method, query, body, self._clock(), request_id)
         if path == ses.V2_BULK and request.method == "POST":  # SendBulkEmail: entry by entry
@@ -435,7 +284,7 @@ class Sandbox:
         self._check_aws(request, False, "/", query, body)
         action = params.get("Action", "")
         if action == "GetSendQuota":
-            return ses.v1_quota(self._quota_now(), request_id)
+            return ses.v1_quota(self._account.quota_now(), request_id)
         if action not in ses.V1_SEND_ACTIONS:
             raise ApiError(
                 400,
@@ -475,67 +324,7 @@ class Sandbox:
         self, request: web.BaseRequest, send: SendRequest, injected: Callable[[int], ApiError]
     ) -> str:
         """Faults, quotas, then acceptance; the new message id, or raises."""
-        faults = self._faults
-        lost = False
-        if self._has_faults:
-            u = self._rng.random()
-            if u < faults.reset_before:
-                self.stats["resets"] += 1
-                raise self._drop(request)
-            u -= faults.reset_before
-            if u < faults.error_500 + faults.error_503:
-                self.stats["errors_injected"] += 1
-                raise injected(500 if u < faults.error_500 else 503)
-            u -= faults.error_500 + faults.error_503
-            if u < faults.lost_after_accept:
-                lost = True
-            elif u - faults.lost_after_accept < faults.slow:
-                self.stats["slowed"] += 1
-                await asyncio.sleep(faults.slow_seconds)
-        refusal = self._over_quota(send.recipients, send.api)
-        if refusal is not None:
-            self.stats["throttled"] += 1
-            raise refusal
-        message_id = self._accept(send)
-        if lost:
-            self.stats["lost"] += 1
-            raise self._drop(request)
-        return message_id
-
-    def _accept(self, send: SendRequest) -> str:
-        now = self._clock()
-        count = send.recipients
-        message_id = (
-            dm.new_env_id() if send.api.startswith("directmail") else ses.new_message_id(now)
-        )
-        self._window.append((now, count))
-        self._window_sum += count
-        self._day.append((now, count))
-        self._day_sum += count
-        self.stats["accepted"] += 1
-        self.stats["recipients"] += count
-        if self._record:
-            self.accepted.append(
-                Accepted(
-                    api=send.api,
-                    message_id=message_id,
-                    to=send.to,
-                    sender=send.sender,
-                    subject=send.subject,
-                    text=send.text,
-                    html=send.html,
-                    raw=send.raw,
-                    headers=send.headers,
-                    params=send.params,
-                    received_at=now,
-                )
-            )
-        if self._outbox is not None:
-            final = self._outbox / f"{message_id}.eml"
-            partial = self._outbox / f".{message_id}.part"
-            partial.write_bytes(build_eml(send, message_id, now))
-            os.replace(partial, final)  # a reader never sees half a message
-        return message_id
+        return await self._account.deliver(send, injected, lambda: self._drop(request))
 
 
 async def run_sandbox(
