@@ -4,7 +4,8 @@ valkey-server from the wheel is built without TLS, so TLS is terminated in front
 small forwarder with a certificate made by ``openssl`` (as stunnel, or a managed service's
 in-transit encryption, looks to a client): the worker's connections verify that
 certificate (``?ssl_ca_certs=``) and log in as a user that may touch ``bulkmail:*`` keys
-only, with the default user switched off, so nothing here can work by accident.
+only, with the default user switched off, so nothing here can work by accident. The
+proxy's Redis queue is checked under the same rule (plus ``INCRBY``).
 """
 
 from __future__ import annotations
@@ -122,3 +123,30 @@ async def test_the_plain_port_refuses_the_default_user(
     with pytest.raises(Exception, match="(?i)auth|NOPERM|disabled|WRONGPASS|denied"):
         await link.call(lambda r: r.ping())
     await link.close()
+
+
+async def test_the_proxy_queues_as_an_acl_user_with_incrby(
+    valkey: ValkeyServer, tmp_path: Path
+) -> None:
+    """The proxy's ``queue:`` under the same rule plus ``+incrby`` (its accept sequence);
+    ``CONFIG GET`` is refused and only skips the fsync check."""
+    from tests._proxy_helpers import client, recorded, running
+
+    admin = redis.Redis.from_url(valkey.url)
+    admin.execute_command("ACL", "SETUSER", "proxy", *ACL_RULE.split(), "+incrby")
+    admin.execute_command("ACL", "SETUSER", "default", "off")
+    admin.close()
+    url = f"redis://proxy:w0rker-pass@127.0.0.1:{valkey.port}/0"
+    async with running(tmp_path, queue=url) as r:
+        v2 = client("sesv2", r.url)
+        for i in range(5):
+            rcpt = [f"p{i}-{j}@x.org" for j in range(4)]
+            await asyncio.to_thread(
+                v2.send_email,
+                FromEmailAddress="news@example.com",
+                Destination={"ToAddresses": rcpt},
+                Content={"Simple": {"Subject": {"Data": "Hi"}, "Body": {"Text": {"Data": "x"}}}},
+            )
+        assert await recorded(r, 20)
+        sent = Counter(a.to[0] for a in r.sandbox.accepted)
+    assert len(sent) == 20 and set(sent.values()) == {1}
