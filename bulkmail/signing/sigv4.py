@@ -8,7 +8,8 @@ The steps follow the AWS SigV4 test suite, which the tests replay byte for byte:
 3. HMAC-SHA256 of step 2 under :func:`derive_signing_key` (which depends only on
    the secret, the UTC date, the region and the service, so it changes once a day).
 
-:class:`SigV4Signer` is the per-recipient hot path: it keeps the derived key for the
+The canonical forms and the day key live in ``_sigv4_canon`` (shared by both sides) and
+are exported from here. :class:`SigV4Signer` is the per-recipient hot path: it keeps the derived key for the
 current date and does no other repeated work. :func:`verify_request` is the server side
 (the local sandbox uses it).
 
@@ -28,14 +29,22 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
-import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from urllib.parse import quote, unquote
 
-ALGORITHM = "AWS4-HMAC-SHA256"
-UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD"
-_TERMINATOR = "aws4_request"
+from bulkmail.signing._sigv4_canon import (
+    ALGORITHM,
+    TERMINATOR,
+    UNSIGNED_PAYLOAD,
+    amz_date,
+    canonical_path,
+    canonical_query,
+    canonical_request,
+    derive_signing_key,
+    string_to_sign,
+    trim,
+)
+
 _SIGNATURE_RE = re.compile(r"[0-9a-f]{64}")
 
 
@@ -52,131 +61,6 @@ class AwsCredentials:
     access_key_id: str
     secret_access_key: str = field(repr=False)
     session_token: str | None = field(default=None, repr=False)
-
-
-def amz_date(now: float) -> str:
-    """Epoch seconds -> the SigV4 timestamp, UTC: ``amz_date(1440938160) == '20150830T123600Z'``."""
-    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now))
-
-
-def _hmac_sha256(key: bytes, message: str) -> bytes:
-    return hmac.digest(key, message.encode("utf-8"), "sha256")
-
-
-def derive_signing_key(secret: str, date: str, region: str, service: str) -> bytes:
-    """The day's signing key: HMAC chain over ``date`` (``YYYYMMDD``), region, service."""
-    key = _hmac_sha256(("AWS4" + secret).encode("utf-8"), date)
-    key = _hmac_sha256(key, region)
-    key = _hmac_sha256(key, service)
-    return _hmac_sha256(key, _TERMINATOR)
-
-
-def _uri_encode(value: str) -> str:
-    # RFC 3986: only A-Z a-z 0-9 - _ . ~ stay as they are (``quote`` always keeps those).
-    return quote(value, safe="")
-
-
-def canonical_query(query: str) -> str:
-    """A raw query string (``a=1&b=x%20y``) -> its canonical form.
-
-    Each key and value is percent-decoded, then RFC 3986-encoded (space ``%20``, ``+`` is a
-    literal plus and becomes ``%2B``); pairs are sorted by key, then value; a key without
-    ``=`` gets an empty value; empty pieces (``a=1&&b=2``) are dropped.
-
-    >>> canonical_query("b=2&a=x y&a=%7E")
-    'a=x%20y&a=~&b=2'
-    """
-    if not query:
-        return ""
-    pairs = []
-    for piece in query.split("&"):
-        if not piece:
-            continue
-        key, _, value = piece.partition("=")
-        pairs.append((_uri_encode(unquote(key)), _uri_encode(unquote(value))))
-    pairs.sort()
-    return "&".join(f"{key}={value}" for key, value in pairs)
-
-
-def _remove_dot_segments(path: str) -> str:
-    # RFC 3986 section 5.2.4, plus collapsing repeated slashes as the AWS test suite expects.
-    segments: list[str] = []
-    for segment in path.split("/"):
-        if not segment or segment == ".":
-            continue
-        if segment == "..":
-            if segments:
-                segments.pop()
-        else:
-            segments.append(segment)
-    trailing = "/" if path.endswith("/") and segments else ""
-    return "/" + "/".join(segments) + trailing
-
-
-def _canonical_path(path: str, normalize: bool) -> str:
-    if path == "/" or not path:
-        return "/"
-    if normalize:
-        path = _remove_dot_segments(path)
-    # Encoded once as given: a raw path ("/example space") is encoded the way the test suite
-    # shows, a path already percent-encoded on the wire is encoded a second time, which is
-    # what AWS expects for every service but S3 (botocore does the same).
-    return quote(path, safe="/~")
-
-
-def _trim(value: str) -> str:
-    # Trim and collapse inner whitespace runs (including folded header lines) to one space.
-    return " ".join(value.split())
-
-
-def _canonical_headers(
-    headers: Mapping[str, str], signed_headers: Sequence[str]
-) -> tuple[str, str]:
-    """(canonical header block with its final newline, ``;``-joined signed header names)."""
-    lowered: dict[str, str] = {}
-    for name, value in headers.items():
-        lname = name.lower()
-        lowered[lname] = f"{lowered[lname]},{value}" if lname in lowered else value
-    names = sorted({name.strip().lower() for name in signed_headers})
-    lines = []
-    for name in names:
-        try:
-            value = lowered[name]
-        except KeyError:
-            raise ValueError(f"signed header {name!r} is not among the request headers") from None
-        lines.append(f"{name}:{_trim(value)}\n")
-    return "".join(lines), ";".join(names)
-
-
-def canonical_request(
-    method: str,
-    path: str,
-    query: str,
-    headers: Mapping[str, str],
-    signed_headers: Sequence[str],
-    payload_hash: str,
-    *,
-    normalize_path: bool = True,
-) -> str:
-    """The canonical request of SigV4 step 1.
-
-    ``headers`` maps names (any case) to values; a header sent several times arrives already
-    joined by ``,``. Only the names in ``signed_headers`` are used; a missing one is a
-    ``ValueError``. Values are trimmed and inner whitespace runs collapsed. ``path`` has dot
-    segments and repeated slashes removed unless ``normalize_path`` is false (S3 only), and is
-    then URI-encoded. ``query`` is the raw query string (see :func:`canonical_query`).
-    """
-    block, signed = _canonical_headers(headers, signed_headers)
-    return (
-        f"{method.upper()}\n{_canonical_path(path, normalize_path)}\n{canonical_query(query)}\n"
-        f"{block}\n{signed}\n{payload_hash}"
-    )
-
-
-def string_to_sign(amz_date: str, scope: str, canonical_request: str) -> str:
-    """SigV4 step 2; ``scope`` is ``YYYYMMDD/region/service/aws4_request``."""
-    digest = hashlib.sha256(canonical_request.encode("utf-8")).hexdigest()
-    return f"{ALGORITHM}\n{amz_date}\n{scope}\n{digest}"
 
 
 class SigV4Signer:
@@ -210,7 +94,7 @@ class SigV4Signer:
         self._credentials = credentials
         self._region = region
         self._service = service
-        self._scope_tail = f"/{region}/{service}/{_TERMINATOR}"
+        self._scope_tail = f"/{region}/{service}/{TERMINATOR}"
         # (date, key id, key, HMAC keyed with it) and (second, X-Amz-Date) are each replaced
         # in one assignment.
         self._key: tuple[str, str, bytes, hmac.HMAC | None] = ("", "", b"", None)
@@ -288,18 +172,18 @@ class SigV4Signer:
                 signed["x-amz-security-token"] = token
             given_hash = signed.get("x-amz-content-sha256")
             names = sorted(signed)
-            block = "".join([f"{name}:{_trim(signed[name])}\n" for name in names])
+            block = "".join([f"{name}:{trim(signed[name])}\n" for name in names])
             signed_names = ";".join(names)
             self._block = (key, block, signed_names, given_hash)
         payload_hash = given_hash or hashlib.sha256(body).hexdigest()
-        canonical_path = self._paths.get(path)
-        if canonical_path is None:
+        encoded_path = self._paths.get(path)
+        if encoded_path is None:
             if len(self._paths) >= 64:
                 self._paths.clear()
-            canonical_path = _canonical_path(path, self._service != "s3")
-            self._paths[path] = canonical_path
+            encoded_path = canonical_path(path, self._service != "s3")
+            self._paths[path] = encoded_path
         canonical = (
-            f"{method.upper()}\n{canonical_path}\n"
+            f"{method.upper()}\n{encoded_path}\n"
             f"{canonical_query(query)}\n{block}\n{signed_names}\n{payload_hash}"
         )
         scope = date + self._scope_tail
@@ -359,7 +243,7 @@ class ParsedAuthorization:
 
     @property
     def scope(self) -> str:
-        return f"{self.date}/{self.region}/{self.service}/{_TERMINATOR}"
+        return f"{self.date}/{self.region}/{self.service}/{TERMINATOR}"
 
 
 def parse_authorization(value: str) -> ParsedAuthorization:
@@ -389,7 +273,7 @@ def parse_authorization(value: str) -> ParsedAuthorization:
         raise ValueError(f"Authorization: missing {', '.join(missing)}")
 
     credential = parts["Credential"].split("/")
-    if len(credential) != 5 or credential[4] != _TERMINATOR or not all(credential):
+    if len(credential) != 5 or credential[4] != TERMINATOR or not all(credential):
         raise ValueError(
             "Authorization: Credential must be ACCESS_KEY_ID/YYYYMMDD/REGION/SERVICE/aws4_request"
         )
