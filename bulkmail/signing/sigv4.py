@@ -9,9 +9,9 @@ The steps follow the AWS SigV4 test suite, which the tests replay byte for byte:
    the secret, the UTC date, the region and the service, so it changes once a day).
 
 The canonical forms and the day key live in ``_sigv4_canon`` (shared by both sides) and
-are exported from here. :class:`SigV4Signer` is the per-recipient hot path: it keeps the derived key for the
-current date and does no other repeated work. :func:`verify_request` is the server side
-(the local sandbox uses it).
+are exported from here. :class:`SigV4Signer` is the per-recipient hot path: it keeps the
+derived key for the current date and does no other repeated work. :func:`verify_request`
+is the server side (the local sandbox uses it).
 
 >>> creds = AwsCredentials("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY")
 >>> signer = SigV4Signer(creds, region="us-east-1", service="ses")
