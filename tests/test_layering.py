@@ -94,9 +94,13 @@ def test_the_engine_knows_its_collaborators_only_through_their_seams() -> None:
         "bulkmail.delivery.guards",
         "bulkmail.delivery.progress",
         "bulkmail.delivery.sender",
+        "bulkmail.delivery._ledger",
     }
     deps = GRAPH["bulkmail.delivery.engine"]
     assert deps <= allowed, sorted(deps - allowed)
+    # the engine's outcome side (its own module) knows the books and intake seams only
+    ledger = {"bulkmail.books.base", "bulkmail.intake.base", "bulkmail.errors"}
+    assert GRAPH["bulkmail.delivery._ledger"] <= ledger
     assert "bulkmail.input.campaign" not in GRAPH["bulkmail.delivery.sender"]
 
 

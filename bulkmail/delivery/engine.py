@@ -21,10 +21,10 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Protocol
 
 from bulkmail.books.base import NO_RECOVERY, Books, PendingRow, Recovery, RowOutcome
+from bulkmail.delivery._ledger import Ledger, OpenBatch
 from bulkmail.delivery.guards import Guard
 from bulkmail.delivery.progress import Progress, StopKind, Summary
 from bulkmail.delivery.sender import Delivery, Sender, Status
@@ -52,16 +52,7 @@ class Unsendable(Protocol):
 Compose = Callable[[PendingRow], "Message | Unsendable"]
 
 
-@dataclass(slots=True, eq=False)
-class _Open:
-    """A batch handed out by the intake whose rows do not all have an outcome yet."""
-
-    batch: Batch
-    remaining: int
-    complete: bool = True  # False once a row is given back: never settle it
-
-
-_Item = tuple[PendingRow, Message, _Open]
+_Item = tuple[PendingRow, Message, OpenBatch]
 
 
 class CampaignRun:
@@ -110,18 +101,15 @@ class CampaignRun:
         self.guards = tuple(guards)
         self.guard_interval = guard_interval
         self.progress = Progress(requeued=recovery.requeued)
-        self._outcomes: list[RowOutcome] = []
-        self._ready: list[Batch] = []  # every row final; settle after the next record
-        # Set when a batch becomes ready: the flush loop records and settles it at once
-        # rather than at its next tick, so a long flush_interval never delays the end.
-        self._batch_ready = asyncio.Event()
+        self._ledger = Ledger(
+            books, intake, flush_interval=flush_interval, on_failed=self._books_failed
+        )
         self._tasks: set[asyncio.Task[None]] = set()
         self._queue: asyncio.Queue[_Item | None] = asyncio.Queue(maxsize=queue_depth or 4 * chunk)
         self._dispatched = 0
         self._interrupted = False
         self._paused: str | None = None
         self._limit_stop: QuotaExhausted | None = None
-        self._books_error: JournalError | None = None
         # Set by anything that ends dispatching (Ctrl-C, a pause, a provider stop): wakes a
         # dispatcher waiting on an empty queue while the intake waits for more work.
         self._halt = asyncio.Event()
@@ -129,7 +117,10 @@ class CampaignRun:
     async def run(self) -> Summary:
         counts = await self.books.counts()
         self.progress.already_done = counts.get("sent", 0)
-        helpers = [asyncio.create_task(self._watch_stop()), asyncio.create_task(self._flush_loop())]
+        helpers = [
+            asyncio.create_task(self._watch_stop()),
+            asyncio.create_task(self._ledger.loop()),
+        ]
         if self.guards:
             helpers.append(asyncio.create_task(self._watch_guards()))
         producer = asyncio.create_task(self._produce())
@@ -151,12 +142,12 @@ class CampaignRun:
             for task in helpers:
                 task.cancel()
             await asyncio.wait(helpers)
-            await self._flush()
+            await self._ledger.flush()
             for task in (producer, *helpers):
                 if not task.cancelled() and task.exception() is not None:
                     raise task.exception()  # type: ignore[misc]
-        if self._books_error is not None:
-            raise self._books_error
+        if self._ledger.error is not None:
+            raise self._ledger.error
         return await self._finish()
 
     async def _abandon(
@@ -165,7 +156,7 @@ class CampaignRun:
         for task in (producer, *helpers, *self._tasks):
             task.cancel()
         await asyncio.wait([producer, *helpers, *self._tasks])
-        await self._flush()
+        await self._ledger.flush()
 
     # -- producer: what the intake hands out, composed ----------------------------------------
 
@@ -199,29 +190,19 @@ class CampaignRun:
                 await aclose()
 
     async def _enqueue(self, batch: Batch) -> None:
-        open_ = _Open(batch, len(batch.rows))
+        open_ = OpenBatch(batch, len(batch.rows))
         if not batch.rows:
-            self._ready.append(batch)
-            self._batch_ready.set()
+            self._ledger.batch_done(batch)
         for row in batch.rows:
             composed = self.compose(row)
             if not isinstance(composed, Message):
                 self.progress.skipped += 1
-                self._settle_row(
+                self._ledger.settle_row(
                     open_,
                     RowOutcome(row.id, "skipped", error_code=composed.code, error=composed.reason),
                 )
                 continue
             await self._queue.put((row, composed, open_))
-
-    def _settle_row(self, open_: _Open, outcome: RowOutcome) -> None:
-        self._outcomes.append(outcome)
-        if outcome.state == "pending":
-            open_.complete = False
-        open_.remaining -= 1
-        if open_.remaining == 0 and open_.complete:
-            self._ready.append(open_.batch)
-            self._batch_ready.set()
 
     # -- dispatcher: mark a batch in flight (one step), then hand each to the sender -------
 
@@ -232,7 +213,7 @@ class CampaignRun:
             or self.sender.stopped is not None
             or self._limit_stop is not None
             or self._paused is not None
-            or self._books_error is not None
+            or self._ledger.error is not None
         )
 
     async def _dispatch(self) -> None:
@@ -258,7 +239,7 @@ class CampaignRun:
             except JournalError as exc:  # not marked, so not sent: the rows stay pending
                 for _, _, open_ in batch:
                     open_.complete = False
-                self._books_failed(exc)
+                self._ledger.failed(exc)
                 break
             for index, (row, message, open_) in enumerate(batch):
                 if self._stopping and self._limit_stop is None:
@@ -299,9 +280,9 @@ class CampaignRun:
 
     def _give_back(self, items: list[_Item]) -> None:
         for row, _, open_ in items:
-            self._settle_row(open_, RowOutcome(row.id, "pending"))
+            self._ledger.settle_row(open_, RowOutcome(row.id, "pending"))
 
-    async def _deliver(self, row: PendingRow, message: Message, open_: _Open) -> None:
+    async def _deliver(self, row: PendingRow, message: Message, open_: OpenBatch) -> None:
         try:
             delivery: Delivery = await self.sender.send_in_slot(message)
         except Exception as exc:  # a bug below us: stop rather than fail everyone alike
@@ -325,7 +306,7 @@ class CampaignRun:
             progress.failed += 1
         elif delivery.status is Status.UNCERTAIN:
             progress.uncertain += 1
-        self._settle_row(
+        self._ledger.settle_row(
             open_,
             RowOutcome(
                 row.id,
@@ -344,54 +325,16 @@ class CampaignRun:
                 retryable=delivery.retryable if delivery.status is Status.FAILED else None,
             ),
         )
-        if len(self._outcomes) >= self.chunk:
-            await self._flush_or_stop()
+        if self._ledger.waiting >= self.chunk:
+            await self._ledger.flush_or_stop()
 
-    # -- group records, guards, shutdown ---------------------------------------------------
-
-    async def _flush(self) -> None:
-        if not (self._outcomes or self._ready):
-            return
-        outcomes, self._outcomes = self._outcomes, []
-        ready, self._ready = self._ready, []
-        try:
-            if outcomes:
-                await self.books.record(outcomes)
-        except BaseException:
-            # Not lost: kept for the next flush (the final one runs after the drain).
-            self._outcomes[:0] = outcomes
-            self._ready[:0] = ready
-            raise
-        for batch in ready:
-            await self.intake.settle(batch)
-
-    async def _flush_or_stop(self) -> None:
-        try:
-            await self._flush()
-        except JournalError as exc:
-            self._books_failed(exc)
+    # -- books, guards, shutdown (outcomes are grouped by the ledger, delivery/_ledger.py) -
 
     def _books_failed(self, exc: JournalError) -> None:
         """The books cannot be written (a full disk): nothing more may be sent, since its
         outcome could not be recorded; answers in flight are awaited and kept."""
-        if self._books_error is None:
-            self._books_error = exc
         self.sender.drain()
         self._halt.set()
-
-    async def _flush_loop(self) -> None:
-        # A timer sets the same event, rather than asyncio.wait_for(event.wait(), interval):
-        # on Python 3.11 wait_for drops a cancellation that arrives as the event is set
-        # (CPython gh-86296), and this loop would outlive the run.
-        loop = asyncio.get_running_loop()
-        while self._books_error is None:
-            tick = loop.call_later(self.flush_interval, self._batch_ready.set)
-            try:
-                await self._batch_ready.wait()
-            finally:
-                tick.cancel()
-            self._batch_ready.clear()
-            await self._flush_or_stop()
 
     async def _watch_stop(self) -> None:
         await self.stop_event.wait()
