@@ -417,7 +417,9 @@ async def test_slow_answer_times_out_and_connection_is_discarded() -> None:
         w.write(OK)
         await keep_answering(r, w)
 
-    async with RawPeer(handler) as peer, HttpPool(peer.url, timeout=0.1) as pool:
+    # 0.5 s, not less: the deadline covers the connect too, and on a loaded 2-core box a
+    # loopback connect once took over 0.1 s (ConnectFailed instead of Timeout).
+    async with RawPeer(handler) as peer, HttpPool(peer.url, timeout=0.5) as pool:
         with pytest.raises(Timeout):
             await pool.request("GET", "/", [], b"")
         assert (await pool.request("GET", "/", [], b"")).body == b"ok"
@@ -509,7 +511,7 @@ def test_main_paths_on_uvloop(ca: trustme.CA) -> None:
             assert peer.peak == 2 and peer.connections == 2
         finally:
             await runner.cleanup()
-        async with RawPeer(stall_first) as raw, HttpPool(raw.url, timeout=0.1) as pool:
+        async with RawPeer(stall_first) as raw, HttpPool(raw.url, timeout=0.5) as pool:
             with pytest.raises(Timeout):
                 await pool.request("GET", "/", [], b"")
             assert (await pool.request("GET", "/", [], b"")).body == b"ok"
