@@ -6,6 +6,7 @@
 --       then 6 per message: client, api, first row id, emails (JSON), spec (JSON), raw ('' none),
 --       then 2 per stream entry: stream index (1 .. S), rows (JSON, the fleet's chunk format).
 -- Returns the backlog after the accept: recipients pending or in flight, every instance's.
+--#include _many
 local st, counts = KEYS[1], KEYS[2]
 local M, S, keep = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local first, rows = tonumber(ARGV[4]), tonumber(ARGV[5])
@@ -16,18 +17,12 @@ end
 if M > 0 and redis.call('EXISTS', KEYS[3]) == 1 then
   return backlog()
 end
-local batch = {}
+local states, n = {}, 0
 for id = first, first + rows - 1 do
-  batch[#batch + 1] = id
-  batch[#batch + 1] = 'pending'
-  if #batch >= 1000 then
-    redis.call('HSET', st, unpack(batch))
-    batch = {}
-  end
+  states[n + 1], states[n + 2] = id, 'pending'
+  n = n + 2
 end
-if #batch > 0 then
-  redis.call('HSET', st, unpack(batch))
-end
+many('HSET', st, states)
 local a = 7
 for i = 1, M do
   local key = KEYS[2 + i]
