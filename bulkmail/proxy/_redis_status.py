@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 
-from bulkmail.books.journal import timestamp
+from bulkmail.books.base import timestamp
 from bulkmail.fleet.link import Link, decode
 from bulkmail.proxy._redis_lanes import ProxyKeys
 

@@ -39,8 +39,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 import orjson
 
-from bulkmail.books.base import FINAL_STATES, NO_RECOVERY, PendingRow, RowOutcome
-from bulkmail.books.journal import timestamp
+from bulkmail.books.base import FINAL_STATES, NO_RECOVERY, PendingRow, RowOutcome, timestamp
 from bulkmail.errors import JournalError
 from bulkmail.fleet.books import RedisBooks
 from bulkmail.fleet.keys import GROUP
