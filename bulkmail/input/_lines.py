@@ -61,7 +61,7 @@ def raw_lines(stream: BufferedReader) -> Iterator[tuple[bytes, bool]]:
         yield raw, too_long
 
 
-def lines(stream: BufferedReader) -> tuple[LineState, Iterator[str]]:
+def physical_lines(stream: BufferedReader) -> tuple[LineState, Iterator[str]]:
     """Decoded lines for :mod:`csv`, recording line numbers and bad bytes in a shared state."""
     state = LineState()
 
@@ -120,8 +120,8 @@ __all__ = [
     "MAX_LINE_BYTES",
     "LineState",
     "find_column",
-    "lines",
     "open_list",
+    "physical_lines",
     "raw_lines",
     "read_header",
 ]

@@ -11,8 +11,7 @@ from collections.abc import Iterator
 from io import BufferedReader
 from pathlib import Path
 
-from bulkmail.input._lines import LineState, find_column, open_list, read_header
-from bulkmail.input._lines import lines as physical_lines
+from bulkmail.input._lines import LineState, find_column, open_list, physical_lines, read_header
 from bulkmail.input.addresses import address_key, check_address
 
 

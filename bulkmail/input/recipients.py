@@ -31,8 +31,14 @@ import orjson
 
 from bulkmail._frozen import fast_init
 from bulkmail.errors import ConfigError
-from bulkmail.input._lines import MAX_LINE_BYTES, find_column, open_list, raw_lines, read_header
-from bulkmail.input._lines import lines as physical_lines
+from bulkmail.input._lines import (
+    MAX_LINE_BYTES,
+    find_column,
+    open_list,
+    physical_lines,
+    raw_lines,
+    read_header,
+)
 from bulkmail.input._suppressed import read_suppressed
 from bulkmail.input.addresses import address_key, check_address, plain_address
 
