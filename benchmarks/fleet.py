@@ -37,55 +37,25 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 class RecordingSink(base.SinkProtocol):
-    """The base sink, recording each SESv2 send's recipient.
-
-    A SESv2 send that arrives whole in one read (every request from bulkmail's pool)
-    takes a short path: no buffer copies, no regular expression, one preformatted answer.
-    The sink shares the workers' two cores, so its CPU per request is part of what the
-    fleet table measures; the short path takes it from ~45 to ~30 µs.
-    """
+    """The base sink, recording each accepted SESv2 send's recipient."""
 
     recorded: Counter[bytes] = Counter()
 
-    def data_received(self, data: bytes) -> None:
-        if not self.buffer and data.startswith(_V2_POST):
-            end = data.find(b"\r\n\r\n")
-            at = data.find(b"\r\nContent-Length: ", 0, end) if end > 0 else -1
-            if at > 0:
-                stop = data.find(b"\r\n", at + 18)
-                if end + 4 + int(data[at + 18 : stop]) == len(data):
-                    self._v2_send(data, end + 4)
-                    return
-        super().data_received(data)
-
-    def _v2_send(self, data: bytes, body: int) -> None:
-        if self.admit():
-            at = data.find(b'"ToAddresses":["', body)
-            if at > 0:
-                self.recorded[data[at + 16 : data.find(b'"', at + 16)]] += 1
-            if self.transport is not None:
-                n = next(base._counter)
-                self.transport.write(_V2_OK % (21 + len(str(n)), n))
-        else:
-            self.send(base._V2_THROTTLE)
-
     def answer(self, head: bytes, body: bytes) -> None:
-        line = head.split(b"\r\n", 1)[0]
-        if line.startswith(b"GET /_recipients"):
+        if head.startswith(b"GET /_recipients"):
             doc = json.dumps({k.decode(): v for k, v in self.recorded.items()}).encode()
             self.send(base._response("200 OK", doc, b"application/json"))
             return
-        if b" /v2/email/outbound-emails" in line:
-            self._v2_send(head + b"\r\n\r\n" + body, len(head) + 4)
+        if head.startswith(b"POST /v2/email/outbound-emails "):
+            if self.admit():
+                at = body.find(b'"ToAddresses":["')
+                if at >= 0:
+                    self.recorded[body[at + 16 : body.find(b'"', at + 16)]] += 1
+                self.send(base._v2_ok())
+            else:
+                self.send(base._V2_THROTTLE)
             return
         super().answer(head, body)
-
-
-_V2_POST = b"POST /v2/email/outbound-emails "
-_V2_OK = (
-    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
-    b'Connection: keep-alive\r\n\r\n{"MessageId":"sink-%d"}'
-)
 
 
 async def serve_sink(quota: float | None) -> None:

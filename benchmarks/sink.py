@@ -61,8 +61,15 @@ def _response(status: str, body: bytes, content_type: bytes, extra: bytes = b"")
     )
 
 
+_V2_OK = (
+    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
+    b'Connection: keep-alive\r\n\r\n{"MessageId":"sink-%d"}'
+)
+
+
 def _v2_ok() -> bytes:
-    return _response("200 OK", b'{"MessageId":"sink-%d"}' % next(_counter), b"application/json")
+    n = next(_counter)
+    return _V2_OK % (21 + len(str(n)), n)  # the body is 21 bytes and the number
 
 
 def _v1_ok(action: bytes) -> bytes:
@@ -128,6 +135,17 @@ class SinkProtocol(asyncio.Protocol):
         stats.max_open = max(stats.max_open, stats.open)
 
     def data_received(self, data: bytes) -> None:
+        if not self.buffer:
+            # Short path: one whole request in one read (every request from an HTTP/1.1
+            # client that waits for its answer), answered without copying it into the
+            # buffer. The sink shares the clients' cores, so its CPU per request counts.
+            end = data.find(b"\r\n\r\n")
+            at = data.find(b"\r\nContent-Length: ", 0, end) if end > 0 else -1
+            if at > 0:
+                stop = data.find(b"\r\n", at + 18)
+                if end + 4 + int(data[at + 18 : stop]) == len(data):
+                    self.answer(data[:end], data[end + 4 :])
+                    return
         self.buffer += data
         while True:
             end = self.buffer.find(b"\r\n\r\n")
