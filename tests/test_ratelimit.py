@@ -187,16 +187,42 @@ def test_tau_alone_keeps_unit_streams_within_the_quota(rate: int) -> None:
 
 @pytest.mark.parametrize("rate", [1, 14, 500, 5000])
 def test_tau_is_the_largest_safe_tolerance(rate: int) -> None:
-    """A plain stream from idle fills some second exactly to R; 1 ms more of τ overfills it."""
+    """A stream resumed within a window of its last release catches up by τ at once and
+    fills some second exactly to R; 1 ms more of τ overfills it."""
 
     def fullest(extra_tau: float) -> int:
         async def main(loop: VirtualLoop) -> list[Release]:
-            return await campaign(loop, without_ledger(rate, extra_tau), 3 * rate + 2)
+            limiter = without_ledger(rate, extra_tau)
+            await limiter.acquire()
+            # white-box: idle past the next due time, but for less than a window
+            await asyncio.sleep(limiter._tat - loop.time() + 0.5)
+            return await campaign(loop, limiter, 3 * rate + 2)
 
         return fullest_window(run(main))
 
     assert fullest(0.0) == rate
     assert fullest(0.001) > rate
+
+
+@pytest.mark.parametrize("rate", [14, 500, 5000])
+@pytest.mark.parametrize("idle", [None, 1.5, 30.0])
+def test_a_fresh_or_long_idle_stream_does_not_burst(rate: int, idle: float | None) -> None:
+    """The first second of a campaign (or of a stream idle for a whole window) holds what
+    steady pacing does, not R: the τ kept for late timers is not spent as a burst, which
+    left a 5,000/s run's ledger binding at the 1-s mark with no room for arrival jitter."""
+
+    async def main(loop: VirtualLoop) -> list[Release]:
+        limiter = RateLimiter(rate)
+        if idle is not None:
+            await campaign(loop, limiter, 3 * rate)
+            await asyncio.sleep(idle)
+        start = loop.time()
+        return [(t - start, c) for t, c in await campaign(loop, limiter, 2 * rate)]
+
+    releases = run(main)
+    first_second = sum(c for t, c in releases if t <= 1.0)
+    steady = rate * 0.98  # R·(1-h): one release each 1/steady s, from t = 0
+    assert math.floor(steady) <= first_second <= math.floor(steady) + 1
 
 
 def test_reservations_also_respect_the_window() -> None:
@@ -266,8 +292,8 @@ def test_waiting_uses_one_timer_not_a_poll_loop() -> None:
         await limiter.acquire()
         before = loop.jumps
         await limiter.acquire()  # about one second away
-        # T = 1/0.98 s, τ = T - (1 + δ): the second goes out 1 + δ after the first
-        assert loop.time() - 1_000_000.0 == pytest.approx(1.0 + 0.01 / 0.98, abs=1e-5)
+        # a fresh stream keeps its τ: the second goes out one interval T = 1/0.98 s later
+        assert loop.time() - 1_000_000.0 == pytest.approx(1 / 0.98, abs=1e-5)
         return loop.jumps - before
 
     assert run(main) == 1
