@@ -622,3 +622,24 @@ async def test_pool_options_reach_the_providers(web_peer: WebPeer) -> None:
                 30.0,
                 4096,
             )
+
+
+async def test_requests_started_in_one_turn_are_written_at_most_16_together() -> None:
+    # Many requests started in one turn of the loop (a paced run catching up) must not all
+    # wait for the turn's end: the first would leave ~20 ms after its release.
+    flushed: list[int] = []
+
+    class Conn:
+        def __init__(self, n: int) -> None:
+            self.n = n
+            self.loop = asyncio.get_running_loop()
+
+        def flush(self) -> None:
+            flushed.append(self.n)
+
+    async with HttpPool("http://127.0.0.1:9") as pool:
+        for n in range(40):
+            pool._cork(Conn(n))  # type: ignore[arg-type]  # white-box: the write batching
+        assert flushed == list(range(32))  # two full batches went at once
+        await asyncio.sleep(0)  # the turn ends: the rest
+        assert flushed == list(range(40))
