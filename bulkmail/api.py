@@ -227,6 +227,8 @@ async def _run_list(
         sender.breaker.on_pause = functools.partial(setattr, run.progress, "paused")
         if on_start is not None:
             on_start(run.progress)
+        if campaign.events is None:  # event fields are joined in at the end, in one read
+            await books.stream_results(campaign.results)
         summary = await run.run()
         await books.export_results(campaign.results, events=campaign.events)
         return replace(summary, results=str(campaign.results), journal=str(campaign.journal))

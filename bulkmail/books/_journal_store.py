@@ -14,7 +14,7 @@ import sqlite3
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, BinaryIO, Protocol, TypeVar
 
 import orjson
 
@@ -308,6 +308,26 @@ def _lines(event: str | None) -> str:
     )
 
 
+def lines_between() -> str:
+    """The export's lines ``?1 < line <= ?2`` (no ``event``) as ONE row: the lines joined by
+    newlines, their count. One step of SQLite makes the whole batch with the GIL released;
+    fetching it row by row retook the GIL once per line, which against a busy event loop
+    waits for a thread switch (see the batch statements above). The union is still read in
+    line order (``MERGE (UNION ALL)`` into ``group_concat``), as :func:`_lines` is."""
+    rows, skips = _lines(None).removesuffix(" ORDER BY 2").split(" UNION ALL ")
+    rows = rows.replace(", rows.id FROM rows", " AS text, rows.id AS n FROM rows") + (
+        " WHERE rows.id > ?1 AND rows.id <= ?2"
+    )
+    skips += " WHERE line > ?1 AND line <= ?2"
+    union = f"{rows} UNION ALL {skips} ORDER BY 2"
+    return f"SELECT group_concat(text, char(10)), count(*) FROM ({union})"
+
+
+#: The first line a run may still change: lines before it are final (``record`` only ever
+#: moves pending and in-flight rows), so they can be written to the results file already.
+FIRST_OPEN = "SELECT min(id) FROM rows WHERE state IN ('pending', 'in_flight') AND id > ?"
+
+
 def write_results(conn: sqlite3.Connection, path: Path, *, events: Path | None = None) -> int:
     """Stream one JSON line per list row to ``path`` atomically; see Journal.export_results."""
     if events is None:
@@ -332,14 +352,9 @@ def _write_results(conn: sqlite3.Connection, path: Path, sql: str) -> int:
                 out.write("\n".join([line for line, _ in batch]).encode())
                 out.write(b"\n")
                 written += len(batch)
-            out.flush()
-            try:  # mkstemp makes 0600: keep the old file's mode, else a plain file's
-                os.fchmod(out.fileno(), path.stat().st_mode & 0o777)
-            except FileNotFoundError:
-                os.fchmod(out.fileno(), 0o644)
-            os.fsync(out.fileno())
+            seal(out, path)
         os.replace(tmp, path)
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
@@ -347,7 +362,19 @@ def _write_results(conn: sqlite3.Connection, path: Path, sql: str) -> int:
     return written
 
 
-def _fsync_dir(directory: Path) -> None:
+def seal(out: BinaryIO, path: Path) -> None:
+    """Flush a results file written beside ``path`` and make it durable, with ``path``'s mode
+    if it exists, else a plain file's (the temporary file was made 0600); the caller then
+    renames it over ``path`` and calls :func:`fsync_dir`."""
+    out.flush()
+    try:
+        os.fchmod(out.fileno(), path.stat().st_mode & 0o777)
+    except FileNotFoundError:
+        os.fchmod(out.fileno(), 0o644)
+    os.fsync(out.fileno())
+
+
+def fsync_dir(directory: Path) -> None:
     """Make a rename in ``directory`` durable."""
     fd = os.open(directory, os.O_RDONLY)
     try:

@@ -60,6 +60,7 @@ from bulkmail.books import _journal_open as opening
 from bulkmail.books import _journal_store as store
 from bulkmail.books import lockfile
 from bulkmail.books._journal_store import SUPPRESSED
+from bulkmail.books._results_stream import ResultsStream
 from bulkmail.books.base import (  # timestamp: re-exported, the other books share it
     BENIGN_SKIP_CODES,
     PendingRow,
@@ -368,19 +369,31 @@ class Journal:
         for line, email, code, reason in self._conn.execute(sql + " ORDER BY line", args):
             yield SkipRow(line=line, email=email, code=code, reason=reason)
 
-    def export_results(self, path: Path, *, events: Path | None = None) -> int:
+    def export_results(
+        self, path: Path, *, events: Path | None = None, stream: ResultsStream | None = None
+    ) -> int:
         """Write one JSON line per list row, in line order, atomically; return the count.
 
         The file is streamed to a temporary file beside ``path`` from one consistent
         read of the journal, flushed to disk, then renamed over ``path``. With ``events``
         (an event store of ``bulkmail events``), each line also says what SES reported
         for its message (``event``: ``complained``, ``bounced`` (permanent), ``rejected``,
-        ``soft_bounced``, ``delayed``, ``delivered`` or null).
+        ``soft_bounced``, ``delayed``, ``delivered`` or null). With a ``stream`` to
+        ``path`` (see :meth:`stream_results`), only the lines it has not written yet are.
         """
         try:
+            if stream is not None:
+                if stream.path == Path(path) and events is None and not stream.broken:
+                    return stream.finish()
+                stream.discard()
             return store.write_results(self._conn, Path(path), events=events)
         except (OSError, sqlite3.Error) as exc:
             raise JournalError(f"{path}: cannot write the results file: {exc}") from exc
+
+    def stream_results(self, path: Path) -> ResultsStream:
+        """A results file to ``path`` written as rows become final (call its ``advance``
+        after :meth:`record`), finished by :meth:`export_results` without ``events``."""
+        return ResultsStream(self._conn, Path(path), lambda: self._imported_through)
 
     # -- helpers --------------------------------------------------------------------------
 

@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
+from bulkmail.books._results_stream import ResultsStream
 from bulkmail.books.base import Recovery, RowOutcome
 from bulkmail.books.journal import Journal, RetryFailed
 
@@ -37,6 +38,7 @@ class SqliteBooks:
         self.journal = journal
         self.recovery = recovery
         self._executor = executor
+        self._stream: ResultsStream | None = None
 
     @classmethod
     async def open(
@@ -81,7 +83,18 @@ class SqliteBooks:
         await self.run(self.journal.mark_in_flight, ids)
 
     async def record(self, outcomes: Sequence[RowOutcome]) -> None:
-        await self.run(self.journal.record, outcomes)
+        await self.run(self._record, outcomes)
+
+    def _record(self, outcomes: Sequence[RowOutcome]) -> None:  # in the journal thread
+        self.journal.record(outcomes)
+        if self._stream is not None:
+            self._stream.advance()
+
+    async def stream_results(self, path: Path) -> None:
+        """Write the results file to ``path`` as rows become final, after each
+        :meth:`record`; :meth:`export_results` to ``path`` without events then writes only
+        the rest (see :class:`~bulkmail.books._results_stream.ResultsStream`)."""
+        self._stream = await self.run(self.journal.stream_results, path)
 
     async def counts(self) -> dict[str, int]:
         return await self.run(self.journal.counts)
@@ -92,10 +105,14 @@ class SqliteBooks:
     async def export_results(self, path: Path, *, events: Path | None = None) -> int:
         """Write the results file (one JSON line per list row, atomically); with ``events``
         (the event store) each line says what SES reported (``event``)."""
-        return await self.run(self.journal.export_results, path, events=events)
+        stream, self._stream = self._stream, None
+        return await self.run(self.journal.export_results, path, events=events, stream=stream)
 
     async def close(self) -> None:
+        stream, self._stream = self._stream, None
         try:
+            if stream is not None:
+                await self.run(stream.discard)
             await self.run(self.journal.close)
         finally:
             self._executor.shutdown(wait=False)
