@@ -11,7 +11,7 @@ whole list's: 0.10 s of a 50,000-recipient run at 5,000/s was the export (1.2 % 
 sending time), at a million recipients about 2 s.
 
 The file is the same, byte for byte, as :func:`~bulkmail.books._journal_store.write_results`
-makes (a test compares them). A run stopped before its end leaves the old results file as
+makes (a test compares them). A process that dies before the end leaves the old results file as
 it was; its hidden file is truncated by the next run or removed at close.
 """
 
