@@ -727,7 +727,7 @@ def test_failed_export_leaves_the_previous_file(
 
         def write(self, data: bytes) -> int:
             self.writes += 1
-            if self.writes == 3:  # the second batch (2,000 lines a batch)
+            if self.writes == 2:  # after the first batch of lines went in
                 raise OSError("disk full")
             return int(self.file.write(data))
 

@@ -1,20 +1,17 @@
-"""The journal's SQLite file: schema and statements, reports, export.
+"""The journal's SQLite file: schema and statements, reports, the results file's lines.
 
 Private to :mod:`bulkmail.books.journal`, whose :class:`~bulkmail.books.journal.Journal`
 decides when a row changes state. This module holds how the books sit on disk: the schema
-and the SQL that moves rows, the read-only counts and the atomic results export; what is
-done at open (lock, checks, settling rows, the reserve) is in :mod:`._journal_open`.
+and the SQL that moves rows, the read-only counts and the SQL of the results file's lines
+(the file itself is written by :mod:`._results_file`); what is done at open (lock, checks,
+settling rows, the reserve) is in :mod:`._journal_open`.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
 import sqlite3
-import tempfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from pathlib import Path
-from typing import Any, BinaryIO, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import orjson
 
@@ -93,7 +90,9 @@ MARK = (
 # stored count) sets it too: a row never goes from in flight back to *plain* pending unless
 # the caller says (o.dup = 0) that every answer proved the message was refused. (SET
 # expressions read the old values.)
-RECORD = """
+#: The only states a row leaves during a run: RECORD and MARK move rows in these alone.
+OPEN_STATES = ("pending", "in_flight")
+RECORD = f"""
 UPDATE rows SET state = o.st,
     message_id = coalesce(o.mid, message_id),
     error_code = CASE WHEN o.final THEN o.code ELSE coalesce(o.code, error_code) END,
@@ -113,7 +112,7 @@ FROM (SELECT json_extract(value, '$[0]') AS st, json_extract(value, '$[1]') AS m
              json_extract(value, '$[6]') AS final, json_extract(value, '$[7]') AS tried,
              json_extract(value, '$[8]') AS oid, json_extract(value, '$[9]') AS retry
       FROM json_each(?1)) AS o
-WHERE rows.id = o.oid AND +rows.state IN ('pending', 'in_flight')
+WHERE rows.id = o.oid AND +rows.state IN {OPEN_STATES!r}
 """
 MIGRATE_1_TO_2 = (
     "ALTER TABLE meta ADD COLUMN guarantee TEXT",
@@ -251,7 +250,8 @@ def count_problem_skips(conn: sqlite3.Connection, benign: Iterable[str]) -> int:
 
 #: The ``event`` of a results line: what SES reported for its message, most telling first
 #: (complained, bounced = a permanent bounce, rejected, soft_bounced, delayed, delivered).
-_EVENT_OF = """(SELECT CASE
+#: Reads the event store attached as ``ev``.
+EVENT_OF = """(SELECT CASE
     WHEN sum(kind = 'complaint') THEN 'complained'
     WHEN sum(kind = 'bounce' AND subtype = 'Permanent') THEN 'bounced'
     WHEN sum(kind = 'reject') THEN 'rejected'
@@ -280,15 +280,19 @@ _LINE = (
 )
 
 
-def _lines(event: str | None) -> str:
-    """The export as one JSON text per row, written by SQLite (``json_object``): the same
-    bytes as ``orjson.dumps`` of the row's dict (compact, keys in this order, the same
-    escapes), at 6.3 µs a row instead of 16 building each dict in Python.
+def lines_between(event: str | None = None) -> str:
+    """The results file's lines ``?1 < line <= ?2`` as ONE row: the lines joined by
+    newlines, and their count. ``event``: the SQL of the ``event`` key (no key if None).
 
-    Each side of the ``UNION ALL`` makes its own lines and the two are merged in line
-    order (both tables are read in rowid order, ``MERGE (UNION ALL)`` in the query plan):
-    ordering the union as one subquery sorted every line in a temporary B-tree first
-    (3.2-5.6 against 2.3-4.3 µs a line, 20,000 lines).
+    SQLite writes each line (``json_object``): the same bytes as ``orjson.dumps`` of the
+    row's dict (compact, keys in this order, the same escapes), at 6.3 µs a row instead of
+    16 building each dict in Python. Each side of the ``UNION ALL`` makes its own lines and
+    the two are merged in line order (both tables are read in rowid order, ``MERGE (UNION
+    ALL)`` into ``group_concat``): ordering the union as one subquery sorted every line in a
+    temporary B-tree first (3.2-5.6 against 2.3-4.3 µs a line, 20,000 lines). One step of
+    SQLite makes the whole batch with the GIL released; fetching it row by row retook the
+    GIL once per line, which against a busy event loop waits for a thread switch (see the
+    batch statements above).
     """
     keys = [key for key, _, _ in _LINE]
     from_rows = [column for _, column, _ in _LINE]
@@ -302,82 +306,17 @@ def _lines(event: str | None) -> str:
         pairs = ", ".join(f"'{k}', {c}" for k, c in zip(keys, columns, strict=True))
         return f"json_object({pairs})"
 
-    return (
-        f"SELECT {line(from_rows)}, rows.id FROM rows "
-        f"UNION ALL SELECT {line(from_skips)}, line FROM skips ORDER BY 2"
-    )
-
-
-def lines_between() -> str:
-    """The export's lines ``?1 < line <= ?2`` (no ``event``) as ONE row: the lines joined by
-    newlines, their count. One step of SQLite makes the whole batch with the GIL released;
-    fetching it row by row retook the GIL once per line, which against a busy event loop
-    waits for a thread switch (see the batch statements above). The union is still read in
-    line order (``MERGE (UNION ALL)`` into ``group_concat``), as :func:`_lines` is."""
-    rows, skips = _lines(None).removesuffix(" ORDER BY 2").split(" UNION ALL ")
-    rows = rows.replace(", rows.id FROM rows", " AS text, rows.id AS n FROM rows") + (
-        " WHERE rows.id > ?1 AND rows.id <= ?2"
-    )
-    skips += " WHERE line > ?1 AND line <= ?2"
+    rows = f"SELECT {line(from_rows)} AS text, id FROM rows WHERE id > ?1 AND id <= ?2"
+    skips = f"SELECT {line(from_skips)}, line FROM skips WHERE line > ?1 AND line <= ?2"
     union = f"{rows} UNION ALL {skips} ORDER BY 2"
     return f"SELECT group_concat(text, char(10)), count(*) FROM ({union})"
 
 
 #: The first line a run may still change: lines before it are final (``record`` only ever
 #: moves pending and in-flight rows), so they can be written to the results file already.
-FIRST_OPEN = "SELECT min(id) FROM rows WHERE state IN ('pending', 'in_flight') AND id > ?"
+FIRST_OPEN = f"SELECT min(id) FROM rows WHERE state IN {OPEN_STATES!r} AND id > ?"
 
-
-def write_results(conn: sqlite3.Connection, path: Path, *, events: Path | None = None) -> int:
-    """Stream one JSON line per list row to ``path`` atomically; see Journal.export_results."""
-    if events is None:
-        return _write_results(conn, path, _lines(None))
-    if not Path(events).exists():  # no event received yet: the field is there, and null
-        return _write_results(conn, path, _lines("NULL"))
-    conn.execute("ATTACH DATABASE ? AS ev", (str(events),))
-    try:
-        return _write_results(conn, path, _lines(_EVENT_OF))
-    finally:
-        conn.execute("DETACH DATABASE ev")
-
-
-def _write_results(conn: sqlite3.Connection, path: Path, sql: str) -> int:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    written = 0
-    try:
-        with os.fdopen(fd, "wb", buffering=1 << 20) as out:
-            cursor = conn.execute(sql)  # one statement: one snapshot
-            while batch := cursor.fetchmany(2000):
-                out.write("\n".join([line for line, _ in batch]).encode())
-                out.write(b"\n")
-                written += len(batch)
-            seal(out, path)
-        os.replace(tmp, path)
-        fsync_dir(path.parent)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    return written
-
-
-def seal(out: BinaryIO, path: Path) -> None:
-    """Flush a results file written beside ``path`` and make it durable, with ``path``'s mode
-    if it exists, else a plain file's (the temporary file was made 0600); the caller then
-    renames it over ``path`` and calls :func:`fsync_dir`."""
-    out.flush()
-    try:
-        os.fchmod(out.fileno(), path.stat().st_mode & 0o777)
-    except FileNotFoundError:
-        os.fchmod(out.fileno(), 0o644)
-    os.fsync(out.fileno())
-
-
-def fsync_dir(directory: Path) -> None:
-    """Make a rename in ``directory`` durable."""
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+#: The last line with a results line (a row or a skipped line).
+LAST_LINE = (
+    "SELECT max(n) FROM (SELECT max(id) AS n FROM rows UNION ALL SELECT max(line) FROM skips)"
+)

@@ -60,7 +60,7 @@ from bulkmail.books import _journal_open as opening
 from bulkmail.books import _journal_store as store
 from bulkmail.books import lockfile
 from bulkmail.books._journal_store import SUPPRESSED
-from bulkmail.books._results_stream import ResultsStream
+from bulkmail.books._results_file import ResultsStream, write_results
 from bulkmail.books.base import (  # timestamp: re-exported, the other books share it
     BENIGN_SKIP_CODES,
     PendingRow,
@@ -374,8 +374,9 @@ class Journal:
     ) -> int:
         """Write one JSON line per list row, in line order, atomically; return the count.
 
-        The file is streamed to a temporary file beside ``path`` from one consistent
-        read of the journal, flushed to disk, then renamed over ``path``. With ``events``
+        The lines are written to a hidden file beside ``path`` (the journal's own thread
+        reads them, so nothing changes meanwhile), flushed to disk, then renamed over
+        ``path``. With ``events``
         (an event store of ``bulkmail events``), each line also says what SES reported
         for its message (``event``: ``complained``, ``bounced`` (permanent), ``rejected``,
         ``soft_bounced``, ``delayed``, ``delivered`` or null). With a ``stream`` to
@@ -386,7 +387,7 @@ class Journal:
                 if stream.path == Path(path) and events is None and not stream.broken:
                     return stream.finish()
                 stream.discard()
-            return store.write_results(self._conn, Path(path), events=events)
+            return write_results(self._conn, Path(path), events=events)
         except (OSError, sqlite3.Error) as exc:
             raise JournalError(f"{path}: cannot write the results file: {exc}") from exc
 

@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from bulkmail.books._results_stream import ResultsStream
+from bulkmail.books._results_file import ResultsStream
 from bulkmail.books.base import Recovery, RowOutcome
 from bulkmail.books.journal import Journal, RetryFailed
 
@@ -93,7 +93,7 @@ class SqliteBooks:
     async def stream_results(self, path: Path) -> None:
         """Write the results file to ``path`` as rows become final, after each
         :meth:`record`; :meth:`export_results` to ``path`` without events then writes only
-        the rest (see :class:`~bulkmail.books._results_stream.ResultsStream`)."""
+        the rest (see :class:`~bulkmail.books._results_file.ResultsStream`)."""
         self._stream = await self.run(self.journal.stream_results, path)
 
     async def counts(self) -> dict[str, int]:

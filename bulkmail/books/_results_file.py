@@ -1,18 +1,20 @@
-"""The results file written while the campaign runs, not all at its end.
+"""The results file: one JSON line per list row, in line order, replaced atomically.
 
-Private to :mod:`bulkmail.books`. A row's line in the results file can be written as soon
-as the row is final (sent, failed, skipped, uncertain): ``Journal.record`` only ever moves
-pending and in-flight rows, so a final row does not change again in the run. The stream
-writes, after each batch of outcomes, the lines from where it stopped up to the first row
-still open (and never past the lines imported so far) to a hidden file beside the results
-file; the end of the run writes the rest and renames it over the results file, as the
-one-shot export does. What the end of a run costs is then the last chunk's lines, not the
-whole list's: 0.10 s of a 50,000-recipient run at 5,000/s was the export (1.2 % of its
-sending time), at a million recipients about 2 s.
+Private to :mod:`bulkmail.books`. One writer serves both ways of making it:
 
-The file is the same, byte for byte, as :func:`~bulkmail.books._journal_store.write_results`
-makes (a test compares them). A process that dies before the end leaves the old results file as
-it was; its hidden file is truncated by the next run or removed at close.
+- **as the run goes** (:class:`ResultsStream`): a row's line can be written as soon as the
+  row is final (sent, failed, skipped, uncertain), because ``Journal.record`` only ever
+  moves pending and in-flight rows, so a final row does not change again in the run. After
+  each batch of outcomes the stream writes the lines from where it stopped up to the first
+  row still open (never past the lines imported so far); the end of the run writes the rest.
+  The end of a run then costs the last chunk's lines, not the whole list's: the export was
+  0.10 s of a 50,000-recipient run at 5,000/s (1.2 % of its sending time), and is 0.008 s.
+- **in one go** (:func:`write_results`): the same writer from line 0 at the end, also with
+  the ``event`` of each line read from an event store.
+
+Either way the lines go to a hidden ``.NAME.partial`` beside the file, which is flushed to
+disk and renamed over it at the end. A process that dies before the end leaves the old
+results file as it was; its hidden file is truncated by the next run or removed at close.
 """
 
 from __future__ import annotations
@@ -23,13 +25,26 @@ import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
-from bulkmail.books._journal_store import FIRST_OPEN, fsync_dir, lines_between, seal
+from bulkmail.books._journal_store import EVENT_OF, FIRST_OPEN, LAST_LINE, lines_between
 
-__all__ = ["ResultsStream"]
+__all__ = ["ResultsStream", "write_results"]
 
-_LAST_LINE = (
-    "SELECT max(n) FROM (SELECT max(id) AS n FROM rows UNION ALL SELECT max(line) FROM skips)"
-)
+
+def write_results(conn: sqlite3.Connection, path: Path, *, events: Path | None = None) -> int:
+    """Write the whole results file at once; see ``Journal.export_results``."""
+    if events is None:
+        return ResultsStream(conn, path, _nothing_ahead).finish()
+    if not Path(events).exists():  # no event received yet: the field is there, and null
+        return ResultsStream(conn, path, _nothing_ahead, event="NULL").finish()
+    conn.execute("ATTACH DATABASE ? AS ev", (str(events),))
+    try:
+        return ResultsStream(conn, path, _nothing_ahead, event=EVENT_OF).finish()
+    finally:
+        conn.execute("DETACH DATABASE ev")
+
+
+def _nothing_ahead() -> int:
+    return 0
 
 
 class ResultsStream:
@@ -44,7 +59,8 @@ class ResultsStream:
     ``advance`` writes nothing until ``least`` lines are ready and at most ``step`` lines a
     call, so one call holds the thread for a few milliseconds. If writing ahead fails (disk
     full), the stream stops: :attr:`broken` is set and the caller exports in one go at the
-    end instead, which reports the error if it persists.
+    end instead, which reports the error if it persists. ``event``: the SQL of each line's
+    ``event`` (see :func:`write_results`); None for no such key.
     """
 
     def __init__(
@@ -53,6 +69,7 @@ class ResultsStream:
         path: Path,
         imported_through: Callable[[], int],
         *,
+        event: str | None = None,
         step: int = 5000,
         least: int = 2000,
     ) -> None:
@@ -64,7 +81,7 @@ class ResultsStream:
         self._imported = imported_through
         self._step = step
         self._least = least
-        self._sql = lines_between()
+        self._sql = lines_between(event)
         self._tmp = self.path.parent / f".{self.path.name}.partial"
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self._tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -90,15 +107,21 @@ class ResultsStream:
 
     def finish(self) -> int:
         """Write the remaining lines, make the file durable and rename it over the results
-        file; return the number of lines in it."""
+        file (keeping its mode, else a plain file's); return the number of lines in it."""
         try:
-            (last,) = self._conn.execute(_LAST_LINE).fetchone()
+            (last,) = self._conn.execute(LAST_LINE).fetchone()
             while self.through < (last or 0):
                 self._write(self.through + 4 * self._step)
-            seal(self._out, self.path)
-            self._out.close()
+            out = self._out
+            out.flush()
+            try:
+                os.fchmod(out.fileno(), self.path.stat().st_mode & 0o777)
+            except FileNotFoundError:
+                os.fchmod(out.fileno(), 0o644)
+            os.fsync(out.fileno())
+            out.close()
             os.replace(self._tmp, self.path)
-            fsync_dir(self.path.parent)
+            _fsync_dir(self.path.parent)
         except BaseException:
             self.discard()
             raise
@@ -119,3 +142,12 @@ class ResultsStream:
             self.written += count
         self.through = upto
         return int(count)
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Make a rename in ``directory`` durable."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -11,8 +11,7 @@ from pathlib import Path
 import pytest
 
 from bulkmail import SesProvider, run_campaign
-from bulkmail.books._journal_store import write_results
-from bulkmail.books._results_stream import ResultsStream
+from bulkmail.books._results_file import ResultsStream, write_results
 from bulkmail.books.journal import Journal, RowOutcome
 from bulkmail.servers.sandbox import SANDBOX_AWS, Sandbox
 from tests.conftest import CampaignFactory
